@@ -1,0 +1,27 @@
+"""Toy recurrent discrimination (paper section 3.1, reference notes section 1).
+
+  python launch.py --config=configs/toy.py --workdir=runs/toy [--config.model.k=8]
+
+An LSTM discriminator reads k one-hot samples in a row; it should learn
+P(real | j samples from the collapsed half) = p^j / (1 + p^j), p = 0.5, at every position j.
+"""
+
+from bigran_jax.config import base_config
+
+
+def get_config():
+    c = base_config()
+    c.experiment = 'toy'
+    c.model.k = 4  # the paper's table is for k = 1..4 read by one k = 4 LSTM
+    c.model.hidden = 256  # LSTM units (reference)
+    c.train.num_steps = 10_000  # reference: 10,000 iterations
+    c.train.batch_size = 128  # reference: 128 samples per side, read as 128 / k sequences
+    c.train.d_steps = 1
+    c.train.g_steps = 0  # no generator: the fake distribution is fixed
+    c.train.d_lr = 1e-4  # reference: Adam 1e-4 ...
+    c.train.d_decay = 1e-3  # ... with Keras decay 1e-3
+    c.train.iterations_per_call = 100
+    c.train.log_every = 1000
+    c.checkpoint.every = 5000
+    c.eval.num_samples = 20_000  # random first-five sequences averaged for the table
+    return c

@@ -1,0 +1,47 @@
+"""Runs one experiment, or every member of its sweep, from an ml-collections config.
+
+  python launch.py --config=configs/bigran.py --workdir=runs/bigran
+  python launch.py --config=configs/rdgan.py --workdir=runs/rdgan --config.train.num_steps=100
+  python launch.py --config=configs/bigran.py --workdir=runs/bigran --mode=eval
+"""
+
+import logging as pylogging
+
+import jax
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from bigran_jax import parallel, sweep
+
+FLAGS = flags.FLAGS
+config_flags.DEFINE_config_file('config', None, 'Experiment config file.', lock_config=True)
+flags.DEFINE_string('workdir', None, 'Directory for config, checkpoints, metrics and figures.')
+flags.DEFINE_enum('mode', 'train', ['train', 'eval'],
+                  'train (resumes if the workdir has a checkpoint) or eval the latest checkpoint.')
+flags.DEFINE_string('coordinator', '', 'host:port of process 0, to join a multi-host cluster '
+                    '(else $JAX_COORDINATOR_ADDRESS; unset = single host).')
+flags.DEFINE_integer('num_processes', 0, 'Processes in the cluster (else $JAX_NUM_PROCESSES).')
+flags.DEFINE_integer('process_id', -1, 'This process in the cluster (else $JAX_PROCESS_ID).')
+flags.mark_flags_as_required(['config', 'workdir'])
+
+
+class _LibraryInfoFilter(pylogging.Filter):
+    """Keeps Orbax's per-save INFO chatter out of the training log (its warnings still show)."""
+
+    def filter(self, record):
+        return record.levelno >= pylogging.WARNING or '/orbax/' not in record.pathname
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+    logging.get_absl_handler().addFilter(_LibraryInfoFilter())
+    parallel.maybe_initialize_distributed(FLAGS.coordinator, FLAGS.num_processes,
+                                          FLAGS.process_id)
+    logging.info('JAX %s, process %d of %d, devices: %s', jax.__version__, jax.process_index(),
+                 jax.process_count(), jax.devices())
+    sweep.run(FLAGS.config, FLAGS.workdir, FLAGS.mode)
+
+
+if __name__ == '__main__':
+    app.run(main)

@@ -1,0 +1,85 @@
+"""The fields every experiment's config shares, and the checks run before any training starts.
+
+Experiment configs (`configs/*.py`) start from `base_config()` and fill in `model`, `train` and
+`eval`; see `configs/bigran.py` for the fully commented reference.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+EXPERIMENTS = ('toy', 'rdgan', 'bigran')
+
+
+def base_config() -> ml_collections.ConfigDict:
+    c = ml_collections.ConfigDict()
+    c.experiment = ''  # one of EXPERIMENTS
+    c.seed = 0  # the only source of randomness: init, data order, noise, dropout
+    c.num_devices = 0  # devices for data parallelism; 0 = every device JAX finds
+
+    c.data = ml_collections.ConfigDict()
+    c.data.source = 'auto'  # 'auto' | 'tfds' | 'idx' | 'embedded' (see bigran_jax.data)
+    c.data.dir = ''  # TFDS data_dir for 'tfds'/'auto', the IDX folder for 'idx'
+
+    c.model = ml_collections.ConfigDict()
+    c.model.k = 4  # samples the discriminator reads in a row (recurrent-discrimination depth)
+    c.model.unroll = 1  # scan unroll of every recurrence (speed only; same function)
+
+    c.train = ml_collections.ConfigDict()
+    c.train.num_steps = 1000  # training iterations (an iteration = d_steps + g_steps updates)
+    c.train.batch_size = 64  # global batch per update, whatever the device count
+    c.train.d_steps = 4  # discriminator updates per iteration, each on a fresh batch
+    c.train.g_steps = 1  # generator updates per iteration
+    c.train.d_lr = 3e-4
+    c.train.d_decay = 1e-4  # Keras 1 time decay: lr / (1 + decay * updates)
+    c.train.g_lr = 1e-4
+    c.train.g_decay = 4e-4
+    c.train.d_l1 = 0.0  # L1 weight penalty of the discriminator
+    c.train.g_l1 = 0.0  # L1 weight penalty of the generator (and encoder)
+    c.train.iterations_per_call = 10  # iterations per compiled call (fewer dispatches)
+    c.train.log_every = 100  # iterations between log lines / metrics.jsonl rows
+
+    c.checkpoint = ml_collections.ConfigDict()
+    c.checkpoint.every = 1000  # iterations between checkpoints (0: only the final one)
+    c.checkpoint.keep = 3  # checkpoints kept
+
+    c.eval = ml_collections.ConfigDict()
+    c.eval.num_samples = 10_000  # generated samples evaluated and saved to samples.npz
+    c.eval.snapshot_steps = ()  # iterations after which a sample grid is saved
+    c.eval.classifier = ''  # path of the MNIST judge; '' = the cache (trained if missing)
+
+    # Sweep members: a tuple of (config path, values) pairs; the members are their product.
+    c.sweep = ()
+    return c
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+    """Raises ValueError with one line naming the offending key; run before anything is built."""
+    def need(ok, key, what):
+        if not ok:
+            raise ValueError(f'config.{key}={config_get(config, key)!r}: {what}')
+
+    need(config.experiment in EXPERIMENTS, 'experiment', f'must be one of {EXPERIMENTS}')
+    need(config.model.k >= 1, 'model.k', 'must be >= 1')
+    need(config.train.batch_size % config.model.k == 0, 'train.batch_size',
+         f'must be a multiple of model.k={config.model.k}')
+    need(config.train.num_steps >= 0, 'train.num_steps', 'must be >= 0')
+    need(config.train.d_steps >= 0 and config.train.g_steps >= 0, 'train.d_steps',
+         'update counts must be >= 0')
+    need(config.train.iterations_per_call >= 1, 'train.iterations_per_call', 'must be >= 1')
+    need(config.train.log_every >= 1, 'train.log_every', 'must be >= 1')
+    need(config.model.unroll >= 1, 'model.unroll', 'must be >= 1')
+    need(config.data.source in ('auto', 'tfds', 'idx', 'embedded'), 'data.source',
+         "must be 'auto', 'tfds', 'idx' or 'embedded'")
+    for path, values in config.sweep:
+        config_get(config, path)  # raises on an unknown key
+        need(len(values) > 0, 'sweep', f'{path} has no values')
+
+
+def config_get(config, path: str):
+    node = config
+    for part in path.split('.'):
+        if part not in node:
+            raise ValueError(f'config has no key {path!r} (no {part!r} under it)')
+        node = node[part]
+    return node

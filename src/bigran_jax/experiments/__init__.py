@@ -1,0 +1,11 @@
+"""The three experiments of the paper. Each module provides the same few names:
+
+- `NEEDS_DATA`: whether it trains on MNIST.
+- `make_game(config) -> steps.Game`: its players' initialisation, batch sampler and losses.
+- `evaluate(params, config, mnist, key, workdir) -> (results, figure paths, text)`.
+- `snapshot(params, config, key, workdir, step, tb)`: a sample grid during training.
+"""
+
+from bigran_jax.experiments import bigran, rdgan, toy
+
+EXPERIMENTS = {'toy': toy, 'rdgan': rdgan, 'bigran': bigran}

@@ -1,0 +1,206 @@
+"""BiGRAN on MNIST (paper section 4, reference notes section 3).
+
+A recurrent encoder E maps an image to latents z_1..z_t; a recurrent decoder G draws on a canvas
+from latents; a discriminator scores (image sequence, latent sequence) pairs at every step and
+across the k samples of a group. BiGAN's objective at all t steps: D tells real pairs
+(x at every step, E(x)) from fake pairs (G's canvas after every step, z ~ N(0, I)); E and G, one
+player, try the reverse.
+
+The public pure functions researchers call live on `BiGRAN` (`model(config)` builds it):
+`encode`, `decode`, `reconstruct`, `sample`. They take the train state's params,
+`{'d': ..., 'g': {'encoder': ..., 'decoder': ...}}`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from bigran_jax import figures, metrics
+from bigran_jax.data import sample_batch
+from bigran_jax.experiments import common
+from bigran_jax.losses import bce, l1_penalty
+from bigran_jax.models import IMAGE_SIZE, Decoder, Encoder, JointDiscriminator
+from bigran_jax.steps import Game
+
+NEEDS_DATA = True
+SUMMARY_COLUMNS = ['modes_covered', 'kl_to_uniform', 'frechet_distance', 'class_agreement',
+                   'nearest_neighbour_accuracy', 'step_error_last']
+
+
+@dataclasses.dataclass(frozen=True)
+class BiGRAN:
+    """The three networks and the pure functions built on them."""
+
+    encoder: Encoder
+    decoder: Decoder
+    discriminator: JointDiscriminator
+
+    @property
+    def steps(self) -> int:
+        return self.encoder.steps
+
+    @property
+    def latent(self) -> int:
+        return self.encoder.latent
+
+    def init(self, key) -> dict:
+        ke, kg, kd = jax.random.split(key, 3)
+        x = jnp.zeros((self.discriminator.k, IMAGE_SIZE))
+        z = jnp.zeros((self.discriminator.k, self.steps, self.latent))
+        return {'d': self.discriminator.init(kd, x, z)['params'],
+                'g': {'encoder': self.encoder.init(ke, x, z)['params'],
+                      'decoder': self.decoder.init(kg, z)['params']}}
+
+    def encode(self, params, x, key):
+        """Stochastic encoding.
+
+        Args:
+          params: `{'g': {'encoder': ...}, ...}`.
+          x: `[B, 784]` (or `[B, 28, 28]`) images in [0, 1].
+          key: PRNG key for eps.
+
+        Returns:
+          `(z, mu, logvar)`, each `[B, t, m]`.
+        """
+        x = jnp.reshape(x, (x.shape[0], IMAGE_SIZE))
+        eps = jax.random.normal(key, (x.shape[0], self.steps, self.latent))
+        return self.encoder.apply({'params': params['g']['encoder']}, x, eps)
+
+    def decode(self, params, z):
+        """`z` `[B, t, m]` -> the canvas after every step, `[B, t, 784]` in [0, 1]."""
+        return self.decoder.apply({'params': params['g']['decoder']}, z)
+
+    def reconstruct(self, params, x, key):
+        """`decode(encode(x))`: `[B, t, 784]` canvases; a different key gives another sample."""
+        return self.decode(params, self.encode(params, x, key)[0])
+
+    def sample(self, params, key, n: int):
+        """`n` samples from the prior, `[n, t, 784]` canvases (the last step is the image)."""
+        return self.decode(params, jax.random.normal(key, (n, self.steps, self.latent)))
+
+
+def model(config) -> BiGRAN:
+    m = config.model
+    return BiGRAN(
+        encoder=Encoder(latent=m.latent, steps=m.steps, hidden=m.hidden, unroll=m.unroll),
+        decoder=Decoder(hidden=m.hidden, unroll=m.unroll),
+        discriminator=JointDiscriminator(k=m.k, hidden=m.hidden, dropout=m.dropout,
+                                         lstm_dropout=m.lstm_dropout, unroll=m.unroll))
+
+
+def make_game(config) -> Game:
+    net = model(config)
+    t = config.train
+
+    def sample(images, key, n):
+        kx, ke, kz = jax.random.split(key, 3)
+        shape = (n, net.steps, net.latent)
+        return {'x': sample_batch(kx, images, n), 'eps': jax.random.normal(ke, shape),
+                'z': jax.random.normal(kz, shape)}
+
+    def logits(d_params, g_params, batch, key):
+        """D's logits `[n, t]` on the real pairs (x, E(x)) and the fake pairs (G(z), z)."""
+        z_real = net.encoder.apply({'params': g_params['encoder']}, batch['x'], batch['eps'])[0]
+        canvases = net.decoder.apply({'params': g_params['decoder']}, batch['z'])
+        k_real, k_fake = jax.random.split(key)
+        disc = net.discriminator
+        real = disc.apply({'params': d_params}, batch['x'], z_real, deterministic=False,
+                          rngs={'dropout': k_real})
+        fake = disc.apply({'params': d_params}, canvases, batch['z'], deterministic=False,
+                          rngs={'dropout': k_fake})
+        return real, fake
+
+    def d_loss(d_params, g_params, batch, key):
+        real, fake = logits(d_params, g_params, batch, key)
+        loss = bce(real, 1.0) + bce(fake, 0.0)
+        return loss + t.d_l1 * l1_penalty(d_params), {
+            'd_loss': loss, 'd_real': jax.nn.sigmoid(real).mean(),
+            'd_fake': jax.nn.sigmoid(fake).mean()}
+
+    def g_loss(g_params, d_params, batch, key):
+        real, fake = logits(d_params, g_params, batch, key)
+        loss = bce(real, 0.0) + bce(fake, 1.0)
+        return loss + t.g_l1 * l1_penalty(g_params), {'g_loss': loss}
+
+    return Game(init=net.init, sample=sample, d_loss=d_loss, g_loss=g_loss)
+
+
+def _batched(fn, *arrays, batch: int = 1000):
+    """`fn` over the leading axis in fixed-size batches (the last one padded: one compile)."""
+    n = arrays[0].shape[0]
+    out = []
+    for i in range(0, n, batch):
+        chunk = [a[i:i + batch] for a in arrays]
+        pad = batch - chunk[0].shape[0]
+        chunk = [np.pad(c, [(0, pad)] + [(0, 0)] * (c.ndim - 1)) for c in chunk]
+        out.append(jax.device_get(fn(*chunk))[:batch - pad])
+    return np.concatenate(out)
+
+
+def snapshot(params, config, key, workdir, step, tb) -> None:
+    net = model(config)
+    final = np.asarray(net.sample(params, key, 100))[:, -1]
+    common.save_snapshot(final.reshape(-1, 28, 28), workdir, step, tb)
+
+
+def evaluate(params, config, mnist, key, workdir) -> tuple[dict, list, str]:
+    """Samples, stochastic reconstructions, canvases per step, and their metrics."""
+    net = model(config)
+    k_sample, k_rec, k_many = jax.random.split(key, 3)
+    n = config.eval.num_samples
+    t = net.steps
+    ids = np.arange(n) % mnist.test_images.shape[0]  # repeats the test split if n exceeds it
+    test_x = mnist.test_images[ids].reshape(n, IMAGE_SIZE).astype(np.float32) / 255.0
+    test_y = mnist.test_labels[ids]
+    sample = jax.jit(lambda k: net.sample(params, k, 1000)[:, -1])
+    generated = np.concatenate([np.asarray(sample(jax.random.fold_in(k_sample, i)))
+                                for i in range(-(-n // 1000))])[:n]
+    rec_keys = np.asarray(jax.random.key_data(jax.random.split(k_rec, n)))
+    reconstruct = jax.jit(jax.vmap(
+        lambda x, kd: net.reconstruct(params, x[None], jax.random.wrap_key_data(kd))[0]))
+    canvases = _batched(reconstruct, test_x, rec_keys)  # [n, t, 784]
+
+    # Figures like the paper's 7-9.
+    shape = (-1, 28, 28)
+    figs = [figures.save_grid(os.path.join(workdir, 'samples.png'), generated[:100], 10, 10)]
+    many = jax.vmap(lambda k: net.reconstruct(params, test_x[:10], k)[:, -1])(
+        jax.random.split(k_many, 10))  # [10 draws, 10 images, 784]
+    rows = np.concatenate([test_x[:10, None], np.asarray(many).transpose(1, 0, 2)], axis=1)
+    figs.append(figures.save_grid(os.path.join(workdir, 'reconstructions.png'),
+                                  rows.reshape(shape), 10, 11))
+    steps_rows = np.concatenate([test_x[:10, None], canvases[:10]], axis=1)
+    figs.append(figures.save_grid(os.path.join(workdir, 'canvas_steps.png'),
+                                  steps_rows.reshape(shape), 10, t + 1))
+
+    np.savez_compressed(
+        os.path.join(workdir, 'samples.npz'), generated=generated.reshape(shape),
+        test_images=test_x.reshape(shape), test_labels=test_y,
+        reconstructions=canvases[:, -1].reshape(shape),
+        canvases=canvases.reshape(n, t, 28, 28))
+
+    results = common.sample_metrics(config, mnist, generated)
+    clf = common.judge(config, mnist)
+    pred_test = clf.predict(test_x)[0].argmax(-1)
+    pred_rec = clf.predict(canvases[:, -1])[0].argmax(-1)
+    step_error = metrics.per_step_error(canvases, test_x)
+    encode_mu = jax.jit(lambda x: net.encode(params, x, jax.random.key(0))[1].reshape(len(x), -1))
+    train_x = mnist.train_images.reshape(-1, IMAGE_SIZE).astype(np.float32) / 255.0
+    nn_acc = metrics.nearest_neighbour_accuracy(
+        _batched(encode_mu, train_x), mnist.train_labels,
+        _batched(encode_mu, test_x[:mnist.test_images.shape[0]]),
+        test_y[:mnist.test_images.shape[0]])
+    results.update({
+        'num_samples': n, 'class_agreement': metrics.class_agreement(pred_test, pred_rec),
+        'step_error': [float(e) for e in step_error], 'step_error_last': float(step_error[-1]),
+        'nearest_neighbour_accuracy': nn_acc})
+    text = (f"{results['modes_covered']} modes, KL to uniform {results['kl_to_uniform']:.4f}, "
+            f"Frechet distance {results['frechet_distance']:.3f}\n"
+            f"reconstruction class agreement {results['class_agreement']:.4f}, "
+            f"1-NN accuracy on encoder means {nn_acc:.4f}\n"
+            f"per-step reconstruction MSE {' '.join(f'{e:.4f}' for e in step_error)}")
+    return results, figs, text

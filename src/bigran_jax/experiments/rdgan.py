@@ -1,0 +1,86 @@
+"""Recurrent-discrimination GAN on MNIST (paper section 3.2, reference notes section 2).
+
+An MLP generator against a bidirectional LSTM that reads the k samples of a group in a row and
+scores every position; with k = 1 it is an ordinary GAN. Larger k should cover more digit classes.
+"""
+
+from __future__ import annotations
+
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from bigran_jax import figures
+from bigran_jax.data import sample_batch
+from bigran_jax.experiments import common
+from bigran_jax.losses import bce, l1_penalty
+from bigran_jax.models import IMAGE_SIZE, GroupDiscriminator, MLPGenerator
+from bigran_jax.steps import Game
+
+NEEDS_DATA = True
+SUMMARY_COLUMNS = ['modes_covered', 'kl_to_uniform', 'frechet_distance', 'mean_confidence']
+
+
+def _models(config):
+    m = config.model
+    return (MLPGenerator(hidden=m.g_hidden),
+            GroupDiscriminator(k=m.k, features=m.d_hidden, bidirectional=True, unroll=m.unroll))
+
+
+def make_game(config) -> Game:
+    gen, disc = _models(config)
+    m, t = config.model, config.train
+
+    def init(key):
+        kd, kg = jax.random.split(key)
+        return {'d': disc.init(kd, jnp.zeros((m.k, IMAGE_SIZE)))['params'],
+                'g': gen.init(kg, jnp.zeros((1, m.latent)))['params']}
+
+    def sample(images, key, n):
+        kx, kz = jax.random.split(key)
+        return {'real': sample_batch(kx, images, n), 'z': jax.random.normal(kz, (n, m.latent))}
+
+    def d_loss(d_params, g_params, batch, key):
+        del key
+        real_logits = disc.apply({'params': d_params}, batch['real'])
+        fake_logits = disc.apply({'params': d_params},
+                                 gen.apply({'params': g_params}, batch['z']))
+        # One-sided label smoothing: real -> 0.9, fake -> 0 (reference).
+        loss = bce(real_logits, t.real_label) + bce(fake_logits, 0.0)
+        return loss + t.d_l1 * l1_penalty(d_params), {
+            'd_loss': loss, 'd_real': jax.nn.sigmoid(real_logits).mean(),
+            'd_fake': jax.nn.sigmoid(fake_logits).mean()}
+
+    def g_loss(g_params, d_params, batch, key):
+        del key
+        fake_logits = disc.apply({'params': d_params}, gen.apply({'params': g_params}, batch['z']))
+        loss = bce(fake_logits, 1.0)
+        return loss + t.g_l1 * l1_penalty(g_params), {'g_loss': loss}
+
+    return Game(init=init, sample=sample, d_loss=d_loss, g_loss=g_loss)
+
+
+def generate(params, config, key, n: int) -> np.ndarray:
+    """`n` samples `[n, 28, 28]` float32 in [0, 1] from the generator."""
+    gen, _ = _models(config)
+    z = jax.random.normal(key, (n, config.model.latent))
+    return np.asarray(jax.jit(gen.apply)({'params': params['g']}, z)).reshape(n, 28, 28)
+
+
+def snapshot(params, config, key, workdir, step, tb) -> None:
+    common.save_snapshot(generate(params, config, key, 100), workdir, step, tb)
+
+
+def evaluate(params, config, mnist, key, workdir) -> tuple[dict, list, str]:
+    generated = generate(params, config, key, config.eval.num_samples)
+    np.savez_compressed(os.path.join(workdir, 'samples.npz'), generated=generated)
+    grid = figures.save_grid(os.path.join(workdir, 'samples.png'), generated[:100], 10, 10)
+    results = common.sample_metrics(config, mnist, generated)
+    results['num_samples'] = int(generated.shape[0])
+    hist = ' '.join(f'{d}:{p:.3f}' for d, p in enumerate(results['class_histogram']))
+    text = (f"k={config.model.k}: {results['modes_covered']} modes, KL to uniform "
+            f"{results['kl_to_uniform']:.4f}, Frechet distance {results['frechet_distance']:.3f}"
+            f"\nclass histogram {hist}")
+    return results, [grid], text

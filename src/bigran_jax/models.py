@@ -1,0 +1,173 @@
+"""The networks of the paper: recurrent discriminators over groups of k samples, the RD-GAN's MLP
+generator, and BiGRAN's recurrent encoder, canvas decoder and joint discriminator.
+
+Groups: a batch of `B = G * k` samples is read as `G` groups of `k` consecutive samples; a
+recurrent discriminator reads each group's samples in a row and emits a logit at every position,
+so position j scores "these j samples are real" (paper section 3).
+"""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from bigran_jax.recurrent import LSTM
+
+IMAGE_SIZE = 784  # n in the paper: a flattened 28 x 28 MNIST image
+
+
+def _check_groups(batch: int, k: int) -> int:
+    if k < 1 or batch % k:
+        raise ValueError(f'batch of {batch} samples does not split into groups of k={k}')
+    return batch // k
+
+
+class GroupDiscriminator(nn.Module):
+    """An LSTM across the k samples of each group with a logit at every position.
+
+    The toy experiment (section 3.1) uses it forward-only; the RD-GAN (section 3.2) makes it
+    bidirectional (two LSTMs, outputs concatenated), as the paper's code did.
+
+    Attributes:
+      k: samples per group.
+      features: LSTM units (per direction).
+      bidirectional: add a reversed LSTM.
+      unroll: scan unroll (see `LSTM`).
+    """
+
+    k: int
+    features: int = 256
+    bidirectional: bool = False
+    unroll: int = 1
+
+    @nn.compact
+    def __call__(self, x):
+        """`x`: `[B, d]` samples -> `[B]` logits, sample `g * k + j` scored at position j."""
+        groups = _check_groups(x.shape[0], self.k)
+        seq = x.reshape(groups, self.k, -1)
+        h = LSTM(self.features, unroll=self.unroll, name='forward')(seq)
+        if self.bidirectional:
+            back = LSTM(self.features, reverse=True, unroll=self.unroll, name='backward')(seq)
+            h = jnp.concatenate([h, back], axis=-1)
+        return nn.Dense(1, name='out')(h).reshape(x.shape[0])
+
+
+class MLPGenerator(nn.Module):
+    """z -> Dense 256 tanh -> Dense 256 tanh -> Dense 784 sigmoid (paper section 3.2)."""
+
+    hidden: int = 256
+
+    @nn.compact
+    def __call__(self, z):
+        """`z`: `[B, latent]` -> images `[B, 784]` in [0, 1]."""
+        h = jnp.tanh(nn.Dense(self.hidden)(z))
+        h = jnp.tanh(nn.Dense(self.hidden)(h))
+        return nn.sigmoid(nn.Dense(IMAGE_SIZE)(h))
+
+
+class Encoder(nn.Module):
+    """BiGRAN's recurrent encoder (section 4.1): an LSTM reads the image at each of `steps` steps;
+    per-step linear heads give mu and log sigma^2, and z_s = mu_s + exp(log sigma^2_s / 2) eps_s.
+
+    Attributes:
+      latent: m, the size of each z_s.
+      steps: t, the recurrent depth.
+      hidden: LSTM units.
+      unroll: scan unroll.
+    """
+
+    latent: int = 25
+    steps: int = 4
+    hidden: int = 128
+    unroll: int = 1
+
+    @nn.compact
+    def __call__(self, x, eps):
+        """Encodes.
+
+        Args:
+          x: `[B, 784]` images in [0, 1].
+          eps: `[B, steps, latent]` standard normal noise (the reparameterisation's only
+            randomness, so the caller owns the key).
+
+        Returns:
+          `(z, mu, logvar)`, each `[B, steps, latent]`.
+        """
+        h = LSTM(self.hidden, unroll=self.unroll)(x, length=self.steps)
+        mu = nn.Dense(self.latent, name='mu')(h)
+        logvar = nn.Dense(self.latent, name='logvar')(h)
+        return mu + jnp.exp(0.5 * logvar) * eps, mu, logvar
+
+
+class Decoder(nn.Module):
+    """BiGRAN's canvas decoder (section 4.2): an LSTM over z_1..z_t, a linear map to 784 per step,
+    a cumulative sum over steps (the canvas) and a sigmoid.
+
+    Attributes:
+      hidden: LSTM units.
+      unroll: scan unroll.
+    """
+
+    hidden: int = 128
+    unroll: int = 1
+
+    @nn.compact
+    def __call__(self, z):
+        """`z`: `[B, t, latent]` -> canvases `[B, t, 784]` in [0, 1], the image after each step."""
+        h = LSTM(self.hidden, unroll=self.unroll)(z)
+        return nn.sigmoid(jnp.cumsum(nn.Dense(IMAGE_SIZE, name='out')(h), axis=1))
+
+
+class JointDiscriminator(nn.Module):
+    """BiGRAN's discriminator over (image sequence, latent sequence) pairs (section 4.3).
+
+    An LSTM over the latent steps and a two-layer tanh MLP with dropout on each image step are
+    concatenated per step; then, for each step, an LSTM across the k samples of a group gives a
+    logit at every (sample, step) position. Everything is causal in the step axis, so the logit
+    of step s sees only steps 1..s.
+
+    Attributes:
+      k: samples per group.
+      hidden: units of every layer.
+      dropout: rate after each tanh layer of the image MLP.
+      lstm_dropout: rate on the LSTMs' inputs and recurrent state (the paper's code used 0.5).
+      unroll: scan unroll.
+    """
+
+    k: int = 4
+    hidden: int = 128
+    dropout: float = 0.5
+    lstm_dropout: float = 0.5
+    unroll: int = 1
+
+    @nn.compact
+    def __call__(self, x, z, *, deterministic: bool = True):
+        """Scores pairs.
+
+        Args:
+          x: `[B, t, 784]` image per step, or `[B, 784]` for the same image at every step (a real
+            pair); then the first layer's product is computed once.
+          z: `[B, t, latent]`.
+          deterministic: disables dropout (else draws from the 'dropout' stream).
+
+        Returns:
+          `[B, t]` logits.
+        """
+        batch, steps = z.shape[:2]
+        groups = _check_groups(batch, self.k)
+        hz = LSTM(self.hidden, dropout=self.lstm_dropout, unroll=self.unroll, name='z_lstm')(
+            z, deterministic=deterministic)
+        a = nn.Dense(self.hidden, name='x_hidden1')(x)
+        if x.ndim == 2:
+            a = jnp.broadcast_to(a[:, None, :], (batch, steps, self.hidden))
+        hx = nn.Dropout(self.dropout)(jnp.tanh(a), deterministic=deterministic)
+        hx = jnp.tanh(nn.Dense(self.hidden, name='x_hidden2')(hx))
+        hx = nn.Dropout(self.dropout)(hx, deterministic=deterministic)
+        h = jnp.concatenate([hz, hx], axis=-1)
+        # [G*k, t, 2H] -> [G*t, k, 2H]: the sample LSTM runs across a group, once per step.
+        h = h.reshape(groups, self.k, steps, -1).transpose(0, 2, 1, 3)
+        h = h.reshape(groups * steps, self.k, -1)
+        h = LSTM(self.hidden, dropout=self.lstm_dropout, unroll=self.unroll, name='k_lstm')(
+            h, deterministic=deterministic)
+        logits = nn.Dense(1, name='out')(h).reshape(groups, steps, self.k)
+        return logits.transpose(0, 2, 1).reshape(batch, steps)

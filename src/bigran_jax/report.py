@@ -1,0 +1,106 @@
+"""What a run leaves in its workdir besides checkpoints: `config.json`, `metrics.jsonl` (one JSON
+line per log step and per evaluation), `results.json` (the last evaluation), `report.md` (numbers
+and figures), TensorBoard event files, and a sweep's `summary.md` across members."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import numpy as np
+
+
+def _jsonable(x):
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, np.generic | np.ndarray) or hasattr(x, 'tolist'):
+        return np.asarray(x).tolist()
+    return x
+
+
+def write_json(path: str, obj) -> str:
+    """Writes atomically, so a crash never leaves half a file where a good one was."""
+    tmp = f'{path}.tmp'
+    with open(tmp, 'w') as f:
+        json.dump(_jsonable(obj), f, indent=2, sort_keys=True)
+        f.write('\n')
+    os.replace(tmp, path)
+    return path
+
+
+def append_jsonl(path: str, row: dict) -> None:
+    with open(path, 'a') as f:
+        f.write(json.dumps(_jsonable(row), sort_keys=True) + '\n')
+
+
+class TensorBoard:
+    """tensorboardX scalars and images (no TensorFlow needed); inactive off process 0."""
+
+    def __init__(self, logdir: str, active: bool):
+        self._writer = None
+        if active:
+            from tensorboardX import SummaryWriter
+
+            self._writer = SummaryWriter(logdir)
+
+    def scalars(self, step: int, values: dict, prefix: str = '') -> None:
+        if self._writer:
+            for name, v in values.items():
+                if np.ndim(v) == 0:
+                    self._writer.add_scalar(prefix + name, float(v), step)
+
+    def image(self, step: int, name: str, image_u8: np.ndarray) -> None:
+        if self._writer:
+            self._writer.add_image(name, image_u8, step, dataformats='HW')
+
+    def close(self) -> None:
+        if self._writer:
+            self._writer.close()
+
+
+def scalars(results: dict, prefix: str = '') -> list[tuple[str, object]]:
+    rows = []
+    for k, v in results.items():
+        if isinstance(v, dict):
+            rows += scalars(v, f'{prefix}{k}.')
+        elif isinstance(v, int | float) and not isinstance(v, bool):
+            rows.append((prefix + k, v))
+    return rows
+
+
+def write_report(workdir: str, title: str, results: dict, figures: list, extra: str = '') -> str:
+    """`report.md`: the scalar results as a table, any text block, and the figures."""
+    lines = [f'# {title}', '', f'Written {time.strftime("%Y-%m-%d %H:%M:%S")}.', '',
+             '| metric | value |', '| --- | --- |']
+    lines += [f'| {k} | {v:.6g} |' if isinstance(v, float) else f'| {k} | {v} |'
+              for k, v in scalars(results)]
+    if extra:
+        lines += ['', '```', extra, '```']
+    lines += [''] + [f'![{os.path.basename(f)}]({os.path.relpath(f, workdir)})' for f in figures]
+    path = os.path.join(workdir, 'report.md')
+    tmp = path + '.tmp'
+    with open(tmp, 'w') as f:
+        f.write('\n'.join(lines) + '\n')
+    os.replace(tmp, path)
+    return path
+
+
+def summarize(workdirs: dict, columns: list[str]) -> str:
+    """A Markdown table over sweep members: `workdirs` maps a member's name to its workdir; each
+    column is a dotted key into that member's `results.json` (missing values shown as '-')."""
+    header = '| member | ' + ' | '.join(columns) + ' |'
+    lines = [header, '|' + ' --- |' * (len(columns) + 1)]
+    for name, wd in workdirs.items():
+        path = os.path.join(wd, 'results.json')
+        res = json.load(open(path)) if os.path.exists(path) else {}
+        cells = []
+        for col in columns:
+            v = res
+            for part in col.split('.'):
+                v = v.get(part) if isinstance(v, dict) else None
+            cells.append(f'{v:.4g}' if isinstance(v, float) else '-' if v is None else str(v))
+        lines.append(f'| {name} | ' + ' | '.join(cells) + ' |')
+    return '\n'.join(lines)

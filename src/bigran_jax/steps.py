@@ -1,0 +1,137 @@
+"""One discriminator update, one generator update, and one training iteration, for any game.
+
+A *game* names its two players: 'd' (the discriminator) and 'g' (the generator; in BiGRAN the
+encoder and decoder together), a `sample(data, key, n)` that draws a fresh batch (real samples and
+noise), and each player's `loss(own_params, other_params, batch, key)` (the key for dropout).
+The functions here are pure and un-transformed:
+`train.py` jits them and maps them over devices (`parallel.py`); tests call them bare or under
+`jax.vmap(..., axis_name=...)`, which runs the same collectives on one device.
+
+PRNG: an iteration's key is `fold_in(fold_in(run_key, step), shard)`; each update inside gets its
+own split. Nothing random is stored, so the state below is all a resume needs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import optax
+from jax import lax
+
+PLAYERS = ('d', 'g')
+Loss = Callable[[Any, Any, dict, jax.Array], tuple[jax.Array, dict]]
+
+
+@dataclasses.dataclass(frozen=True)
+class Game:
+    """What an experiment plugs into the training loop.
+
+    Attributes:
+      init: `key -> {'d': params, 'g': params}` (a player without parameters gets `{}`).
+      sample: `(data, key, n) -> batch`, a dict of `[n, ...]` arrays: n real samples drawn from
+        the on-device `data` and the noise the losses need.
+      d_loss: the discriminator's loss, `(d_params, g_params, batch, key) -> (loss, metrics)`.
+      g_loss: the generator's loss, `(g_params, d_params, batch, key) -> (loss, metrics)`.
+    Losses are means over the batch, so averaging them over devices is the loss of the whole.
+    """
+
+    init: Callable[[jax.Array], dict]
+    sample: Callable[[Any, jax.Array, int], dict]
+    d_loss: Loss
+    g_loss: Loss
+
+    def loss(self, player: str) -> Loss:
+        return self.d_loss if player == 'd' else self.g_loss
+
+
+class TrainState(flax.struct.PyTreeNode):
+    """Everything that changes during training: the iteration count, both players' parameters and
+    optimiser states."""
+
+    step: jax.Array
+    params: dict
+    opt_state: dict
+
+
+def keras_decay_adam(learning_rate: float, decay: float) -> optax.GradientTransformation:
+    """Adam with Keras 1's time decay, `lr / (1 + decay * update_count)`, as the paper's code."""
+    return optax.adam(lambda count: learning_rate / (1.0 + decay * count))
+
+
+def init_state(game: Game, tx: dict, key: jax.Array) -> TrainState:
+    params = game.init(key)
+    opt_state = {p: tx[p].init(params[p]) for p in PLAYERS}
+    return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=opt_state)
+
+
+def _mean(tree, axis_name):
+    return tree if axis_name is None else lax.pmean(tree, axis_name)
+
+
+def player_update(state: TrainState, batch: dict, key, *, player: str, game: Game, tx: dict,
+                  axis_name: str | None = None) -> tuple[TrainState, dict]:
+    """One gradient step of `player` ('d' or 'g') on `batch`, the other player held fixed.
+
+    Gradients and metrics are averaged over `axis_name` (the device axis) when given, so the
+    update on devices holding the shards of a batch equals the update on the whole batch.
+
+    Returns:
+      The new state and the metrics: the player's losses plus `{player}_grad_norm` and
+      `{player}_param_norm`, the health figures the loop checks.
+    """
+    other = 'g' if player == 'd' else 'd'
+    grad_fn = jax.value_and_grad(game.loss(player), has_aux=True)
+    (_, metrics), grads = grad_fn(state.params[player], state.params[other], batch, key)
+    grads, metrics = _mean((grads, metrics), axis_name)
+    updates, opt_state = tx[player].update(grads, state.opt_state[player], state.params[player])
+    params = optax.apply_updates(state.params[player], updates)
+    metrics = {**metrics, f'{player}_grad_norm': optax.global_norm(grads),
+               f'{player}_param_norm': optax.global_norm(params)}
+    return state.replace(params={**state.params, player: params},
+                         opt_state={**state.opt_state, player: opt_state}), metrics
+
+
+def train_iteration(state: TrainState, data, key, *, game: Game, tx: dict, batch_size: int,
+                    d_steps: int, g_steps: int,
+                    axis_name: str | None = None) -> tuple[TrainState, dict]:
+    """`d_steps` discriminator updates then `g_steps` generator updates, each on a fresh batch.
+
+    Args:
+      state: the train state (replicated across devices).
+      data: the on-device dataset batches are sampled from (or None).
+      key: the run's loop key; the step and the device index are folded in here.
+      batch_size: samples per update on this device.
+
+    Returns:
+      The state one iteration later and the last update's metrics of each player.
+    """
+    key = jax.random.fold_in(key, state.step)
+    if axis_name is not None:
+        key = jax.random.fold_in(key, lax.axis_index(axis_name))
+    metrics = {}
+    for player, n, k in zip(PLAYERS, (d_steps, g_steps), jax.random.split(key), strict=True):
+        if n == 0:
+            continue
+
+        def body(s, k_, player=player):
+            k_batch, k_loss = jax.random.split(k_)
+            batch = game.sample(data, k_batch, batch_size)
+            return player_update(s, batch, k_loss, player=player, game=game, tx=tx,
+                                 axis_name=axis_name)
+
+        state, m = lax.scan(body, state, jax.random.split(k, n))
+        metrics.update(jax.tree.map(lambda x: x[-1], m))
+    return state.replace(step=state.step + 1), metrics
+
+
+def train_iterations(state: TrainState, data, key, *, num: int,
+                     **kwargs) -> tuple[TrainState, dict]:
+    """`num` iterations in one compiled loop (fewer dispatches); returns the last one's metrics."""
+    state, metrics = lax.scan(lambda s, _: train_iteration(s, data, key, **kwargs), state, None,
+                              length=num)
+    return state, jax.tree.map(lambda x: x[-1], metrics)

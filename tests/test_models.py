@@ -1,0 +1,161 @@
+"""Properties of the networks that a broken implementation would fail."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from bigran_jax import models
+from bigran_jax.recurrent import LSTM
+
+KEY = jax.random.key(0)
+
+
+def _reference_lstm(params, xs):
+    """A textbook LSTM written out step by step, to check the scan with hoisted projections."""
+    w_ih, b = params['ih']['kernel'], params['ih']['bias']
+    w_hh = params['step']['hh']['kernel']
+    h = c = np.zeros((xs.shape[0], w_hh.shape[0]), np.float32)
+    out = []
+    sig = lambda v: 1 / (1 + np.exp(-v))
+    for s in range(xs.shape[1]):
+        i, f, g, o = np.split(xs[:, s] @ w_ih + b + h @ w_hh, 4, axis=-1)
+        c = sig(f) * c + sig(i) * np.tanh(g)
+        h = sig(o) * np.tanh(c)
+        out.append(h)
+    return np.stack(out, 1)
+
+
+@pytest.mark.parametrize('unroll', [1, 3])
+def test_lstm_matches_textbook_cell(unroll):
+    xs = jax.random.normal(KEY, (3, 5, 7))
+    lstm = LSTM(6, unroll=unroll)
+    params = lstm.init(KEY, xs)['params']
+    np.testing.assert_allclose(lstm.apply({'params': params}, xs),
+                               _reference_lstm(jax.device_get(params), np.asarray(xs)), atol=1e-5)
+    # forget-gate bias starts at 1 (Keras 1), other gates at 0
+    np.testing.assert_array_equal(params['ih']['bias'], np.repeat([0., 1., 0., 0.], 6))
+
+
+def test_lstm_repeated_input_equals_tiled_input():
+    x = jax.random.normal(KEY, (2, 7))
+    lstm = LSTM(5)
+    params = lstm.init(KEY, x, length=4)
+    tiled = jnp.broadcast_to(x[:, None], (2, 4, 7))
+    np.testing.assert_allclose(lstm.apply(params, x, length=4), lstm.apply(params, tiled),
+                               atol=1e-6)
+
+
+def test_reverse_lstm_reads_backwards():
+    xs = jax.random.normal(KEY, (2, 4, 3))
+    fwd, bwd = LSTM(5), LSTM(5, reverse=True)
+    params = fwd.init(KEY, xs)
+    np.testing.assert_allclose(bwd.apply(params, xs), fwd.apply(params, xs[:, ::-1])[:, ::-1],
+                               atol=1e-6)
+
+
+def test_lstm_dropout_masks_differ_per_key_and_vanish_when_deterministic():
+    xs = jax.random.normal(KEY, (2, 4, 3))
+    lstm = LSTM(5, dropout=0.5)
+    params = lstm.init(KEY, xs)
+    a = lstm.apply(params, xs, deterministic=False, rngs={'dropout': jax.random.key(1)})
+    b = lstm.apply(params, xs, deterministic=False, rngs={'dropout': jax.random.key(2)})
+    c = lstm.apply(params, xs, deterministic=False, rngs={'dropout': jax.random.key(1)})
+    assert not np.allclose(a, b)
+    np.testing.assert_array_equal(a, c)
+    np.testing.assert_allclose(lstm.apply(params, xs), LSTM(5).apply(params, xs))
+
+
+def _perturb_after(x, group_len, j):
+    """Changes every sample at positions >= j inside each group of `group_len`."""
+    pos = np.arange(x.shape[0]) % group_len
+    return jnp.where((pos >= j)[:, None], x + 1.0, x)
+
+
+def test_forward_group_discriminator_is_causal_over_the_group():
+    k = 4
+    disc = models.GroupDiscriminator(k=k, features=8)
+    x = jax.random.normal(KEY, (8, 10))
+    params = disc.init(KEY, x)
+    base = disc.apply(params, x)
+    for j in range(1, k):
+        out = disc.apply(params, _perturb_after(x, k, j))
+        pos = np.arange(8) % k
+        np.testing.assert_allclose(out[pos < j], base[pos < j], atol=1e-6)
+        assert not np.allclose(out[pos >= j], base[pos >= j])
+
+
+def test_rdgan_discriminator_forward_direction_is_causal_and_backward_sees_the_rest():
+    k = 4
+    disc = models.GroupDiscriminator(k=k, features=8, bidirectional=True)
+    x = jax.random.normal(KEY, (8, 10))
+    params = disc.init(KEY, x)
+
+    def forward_features(p, xx):
+        _, state = disc.apply(p, xx, capture_intermediates=lambda m, _: m.name == 'forward',
+                              mutable=['intermediates'])
+        return state['intermediates']['forward']['__call__'][0]  # [G, k, features]
+
+    base = forward_features(params, x)
+    out = forward_features(params, _perturb_after(x, k, 2))
+    np.testing.assert_allclose(out[:, :2], base[:, :2], atol=1e-6)
+    assert not np.allclose(out[:, 2:], base[:, 2:])
+    # the full (bidirectional) logit of position 0 does see later samples
+    assert not np.allclose(disc.apply(params, _perturb_after(x, k, 2))[0],
+                           disc.apply(params, x)[0])
+    with pytest.raises(ValueError, match='groups of k=4'):
+        disc.apply(params, x[:6])
+
+
+def test_decoder_canvases_are_sigmoid_of_cumulative_sum():
+    dec = models.Decoder(hidden=8)
+    z = jax.random.normal(KEY, (3, 4, 5))
+    params = dec.init(KEY, z)
+    canvases, state = dec.apply(params, z, capture_intermediates=lambda m, _: m.name == 'out',
+                                mutable=['intermediates'])
+    step_outputs = np.asarray(state['intermediates']['out']['__call__'][0])  # [3, 4, 784]
+    assert canvases.shape == (3, 4, 784)
+    for s in range(4):
+        expected = 1 / (1 + np.exp(-step_outputs[:, :s + 1].sum(1)))
+        np.testing.assert_allclose(canvases[:, s], expected, atol=1e-5)
+
+
+def test_encoder_reparameterisation_has_mean_mu_and_variance_sigma2():
+    enc = models.Encoder(latent=3, steps=2, hidden=8)
+    x = jax.random.uniform(KEY, (1, 784))
+    params = enc.init(KEY, x, jnp.zeros((1, 2, 3)))
+    n = 20000
+    eps = jax.random.normal(jax.random.key(1), (n, 2, 3))
+    z, mu, logvar = enc.apply(params, jnp.broadcast_to(x, (n, 784)), eps)
+    np.testing.assert_allclose(z.mean(0), mu[0], atol=4 * np.exp(0.5 * logvar[0]).max() / n**.5)
+    np.testing.assert_allclose(z.var(0), np.exp(logvar[0]), rtol=0.05)
+    np.testing.assert_allclose(z, mu + np.exp(0.5 * logvar) * eps, atol=1e-5)
+
+
+def test_joint_discriminator_step_logits_ignore_later_steps():
+    disc = models.JointDiscriminator(k=2, hidden=8)
+    x = jax.random.uniform(KEY, (4, 3, 784))
+    z = jax.random.normal(KEY, (4, 3, 5))
+    params = disc.init(KEY, x, z)
+    base = disc.apply(params, x, z)
+    assert base.shape == (4, 3)
+    x2 = x.at[:, 2:].add(1.0)
+    z2 = z.at[:, 1:].add(1.0)
+    np.testing.assert_allclose(disc.apply(params, x2, z)[:, :2], base[:, :2], atol=1e-6)
+    np.testing.assert_allclose(disc.apply(params, x, z2)[:, :1], base[:, :1], atol=1e-6)
+    assert not np.allclose(disc.apply(params, x, z2)[:, 1:], base[:, 1:])
+    # a static image [B, 784] is the same as that image repeated at every step
+    np.testing.assert_allclose(disc.apply(params, x[:, 0], z),
+                               disc.apply(params, jnp.repeat(x[:, :1], 3, axis=1), z), atol=1e-5)
+
+
+def test_parameter_counts_are_pinned():
+    count = lambda p: sum(v.size for v in jax.tree.leaves(p))
+    d = models.JointDiscriminator(k=4)
+    x, z = jnp.zeros((4, 784)), jnp.zeros((4, 4, 25))
+    # z-LSTM 4*128*(25+128+1), MLP 784*128+128 + 128*128+128, k-LSTM 4*128*(256+128+1), out 129
+    assert count(d.init(KEY, x, z)) == 78848 + 100480 + 16512 + 197120 + 129
+    g = models.GroupDiscriminator(k=2, features=256, bidirectional=True)
+    assert count(g.init(KEY, jnp.zeros((2, 784)))) == 2 * 4 * 256 * (784 + 256 + 1) + 513
+    assert isinstance(models.MLPGenerator(), nn.Module)
