@@ -6,6 +6,7 @@
 """
 
 import logging as pylogging
+import sys
 
 import jax
 from absl import app, flags, logging
@@ -43,5 +44,19 @@ def main(argv):
     sweep.run(FLAGS.config, FLAGS.workdir, FLAGS.mode)
 
 
+def parse_flags(argv):
+    """absl's parser, with a one-line error for a config override that names no config field
+    or gives a value of the wrong type (ml-collections raises a bare AttributeError/TypeError)."""
+    try:
+        return FLAGS(argv)
+    except flags.Error as e:
+        sys.exit(f'launch.py: {e}\nTry --helpfull.')
+    except (AttributeError, KeyError, TypeError, ValueError) as e:
+        bad = [a.split('=')[0] for a in argv[1:] if a.startswith('--config.')]
+        sys.exit(f'launch.py: config override rejected ({type(e).__name__}: {e}); overrides '
+                 f'given: {", ".join(bad) or "none"}. Check the key exists in the config file and '
+                 'the value has its type.')
+
+
 if __name__ == '__main__':
-    app.run(main)
+    app.run(main, flags_parser=parse_flags)

@@ -23,7 +23,9 @@ def _synthetic_mnist(train: int = 400, test: int = 100, seed: int = 0) -> MNIST:
         labels = rng.integers(0, 10, size=n).astype(np.int32)
         images = templates[labels]
         shifts = rng.integers(-1, 2, size=(n, 2))
-        images = np.stack([np.roll(im, tuple(s), axis=(0, 1)) for im, s in zip(images, shifts)])
+        images = np.stack(
+            [np.roll(im, tuple(s), axis=(0, 1)) for im, s in zip(images, shifts, strict=True)]
+        )
         images = np.clip(images * 0.8 + rng.uniform(0, 0.4, size=images.shape), 0, 1)
         return (images * 255).astype(np.uint8)[..., None], labels
 
@@ -92,7 +94,8 @@ def test_save_load_round_trip(trained, mnist, tmp_path):
     loaded = classifier_lib.load(path)
     assert loaded.test_accuracy == trained.test_accuracy
     assert loaded.trained_on == trained.trained_on
-    for a, b in zip(trained.predict(mnist.test_images), loaded.predict(mnist.test_images)):
+    pairs = zip(trained.predict(mnist.test_images), loaded.predict(mnist.test_images), strict=True)
+    for a, b in pairs:
         np.testing.assert_array_equal(a, b)
 
 

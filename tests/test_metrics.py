@@ -75,7 +75,6 @@ def test_frechet_distance_matches_closed_form_for_diagonal_covariances():
     # Samples whose empirical covariances are exactly diagonal: +-s_i on axis i only, mean m.
     # For diagonal S_a, S_b: d = |m_a - m_b|^2 + sum_i (sqrt(S_a,ii) - sqrt(S_b,ii))^2.
     def diagonal_samples(mean, scales):
-        d = len(scales)
         rows = np.concatenate([np.diag(scales), -np.diag(scales)])  # [2d, d], mean 0
         return rows + np.asarray(mean)
 

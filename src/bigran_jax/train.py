@@ -60,6 +60,11 @@ class Run:
         state = jax.jit(functools.partial(steps.init_state, self.game, self.tx))(self.init_key)
         return parallel.replicate(jax.device_get(state), self.mesh)
 
+    def abstract_state(self) -> steps.TrainState:
+        """Shapes and dtypes of the state, computed without initialising it."""
+        return jax.eval_shape(functools.partial(steps.init_state, self.game, self.tx),
+                              self.init_key)
+
     def step_fn(self, num: int):
         """The compiled `num`-iteration step over every device (one compile per distinct num)."""
         if num not in self._steps:
@@ -121,10 +126,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     if primary:
         report.write_json(os.path.join(workdir, 'config.json'), config.to_dict())
     ckpt = run.checkpointer(workdir)
-    state = run.init_state()
-    restored, restored_step = ckpt.restore_latest(state)
-    if restored is not None:
-        state = parallel.replicate(restored, run.mesh)
+    state, restored_step = ckpt.restore_latest(run.abstract_state())
+    if state is None:
+        state = run.init_state()
+    else:
+        state = parallel.replicate(jax.device_get(state), run.mesh)
         logging.info('resumed from the checkpoint of iteration %d', restored_step)
     step = int(jax.device_get(state.step))
     num_steps = config.train.num_steps
@@ -204,7 +210,7 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> dict
     """Evaluates the latest good checkpoint in `workdir` (`launch.py --mode=eval`)."""
     run = Run(config)
     ckpt = run.checkpointer(workdir)
-    state, step = ckpt.restore_latest(jax.eval_shape(run.init_state))
+    state, step = ckpt.restore_latest(run.abstract_state())
     ckpt.close()
     if state is None:
         raise FileNotFoundError(f'no checkpoint to evaluate in {workdir}/checkpoints')

@@ -159,7 +159,7 @@ def evaluate(params, config, mnist, key, workdir) -> tuple[dict, list, str]:
     test_y = mnist.test_labels[ids]
     sample = jax.jit(lambda k: net.sample(params, k, 1000)[:, -1])
     generated = np.concatenate([np.asarray(sample(jax.random.fold_in(k_sample, i)))
-                                for i in range(-(-n // 1000))])[:n]
+                                for i in range(-(-max(n, 100) // 1000))])
     rec_keys = np.asarray(jax.random.key_data(jax.random.split(k_rec, n)))
     reconstruct = jax.jit(jax.vmap(
         lambda x, kd: net.reconstruct(params, x[None], jax.random.wrap_key_data(kd))[0]))
@@ -177,6 +177,7 @@ def evaluate(params, config, mnist, key, workdir) -> tuple[dict, list, str]:
     figs.append(figures.save_grid(os.path.join(workdir, 'canvas_steps.png'),
                                   steps_rows.reshape(shape), 10, t + 1))
 
+    generated = generated[:n]
     np.savez_compressed(
         os.path.join(workdir, 'samples.npz'), generated=generated.reshape(shape),
         test_images=test_x.reshape(shape), test_labels=test_y,

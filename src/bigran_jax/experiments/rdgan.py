@@ -76,7 +76,8 @@ def snapshot(params, config, key, workdir, step, tb) -> None:
 def evaluate(params, config, mnist, key, workdir) -> tuple[dict, list, str]:
     generated = generate(params, config, key, config.eval.num_samples)
     np.savez_compressed(os.path.join(workdir, 'samples.npz'), generated=generated)
-    grid = figures.save_grid(os.path.join(workdir, 'samples.png'), generated[:100], 10, 10)
+    shown = generated if len(generated) >= 100 else generate(params, config, key, 100)
+    grid = figures.save_grid(os.path.join(workdir, 'samples.png'), shown[:100], 10, 10)
     results = common.sample_metrics(config, mnist, generated)
     results['num_samples'] = int(generated.shape[0])
     hist = ' '.join(f'{d}:{p:.3f}' for d, p in enumerate(results['class_histogram']))

@@ -1,0 +1,128 @@
+"""The update functions: pure, device-count independent, and wired so gradients reach every step."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from bigran_jax import steps
+from bigran_jax.experiments import bigran
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(REPO, 'configs'))
+
+import bigran as bigran_config  # noqa: E402
+import rdgan as rdgan_config  # noqa: E402
+
+
+def small_rdgan():
+    c = rdgan_config.get_config()
+    c.model.k, c.model.latent, c.model.g_hidden, c.model.d_hidden = 2, 8, 16, 8
+    return c
+
+
+def small_bigran():
+    c = bigran_config.get_config()
+    c.model.k, c.model.hidden, c.model.latent, c.model.steps = 2, 8, 4, 3
+    return c
+
+
+def setup(config, experiment, n=8, optimizer=None):
+    game = experiment.make_game(config)
+    optimizer = optimizer or steps.keras_decay_adam(1e-2, 0.0)
+    tx = {'d': optimizer, 'g': optimizer}
+    state = steps.init_state(game, tx, jax.random.key(0))
+    images = jax.random.randint(jax.random.key(1), (32, 784), 0, 256).astype(jnp.uint8)
+    batch = game.sample(images, jax.random.key(2), n)
+    return game, tx, state, images, batch
+
+
+def test_updates_are_pure():
+    game, tx, state, images, _ = setup(small_bigran(), bigran)
+    fn = jax.jit(lambda s, k: steps.train_iteration(s, images, k, game=game, tx=tx, batch_size=4,
+                                                    d_steps=2, g_steps=1))
+    a, ma = fn(state, jax.random.key(3))
+    b, mb = fn(state, jax.random.key(3))
+    c, _ = fn(state, jax.random.key(4))
+    jax.tree.map(np.testing.assert_array_equal, (a, ma), (b, mb))
+    assert not np.array_equal(a.params['g']['decoder']['out']['kernel'],
+                              c.params['g']['decoder']['out']['kernel'])
+    # the input state is untouched and the step advanced once per iteration
+    assert int(state.step) == 0 and int(a.step) == 1
+    assert set(ma) >= {'d_loss', 'g_loss', 'd_grad_norm', 'g_grad_norm', 'd_param_norm'}
+
+
+def test_gradients_reach_encoder_and_decoder_from_every_steps_logits():
+    c = small_bigran()
+    net = bigran.model(c)
+    _, _, state, _, batch = setup(c, bigran)
+    params = state.params
+
+    def step_logit(g_params, s):
+        z_real = net.encoder.apply({'params': g_params['encoder']}, batch['x'], batch['eps'])[0]
+        canvases = net.decoder.apply({'params': g_params['decoder']}, batch['z'])
+        real = net.discriminator.apply({'params': params['d']}, batch['x'], z_real)
+        fake = net.discriminator.apply({'params': params['d']}, canvases, batch['z'])
+        return real[:, s].sum() + fake[:, s].sum()
+
+    for s in range(c.model.steps):
+        grads = jax.grad(step_logit)(params['g'], s)
+        for part in ('encoder', 'decoder'):
+            assert float(jax.tree.reduce(lambda a, b: a + jnp.abs(b).sum(), grads[part], 0.0)) > 0
+
+
+def test_reconstruct_is_deterministic_per_key_and_varies_across_keys():
+    c = small_bigran()
+    net = bigran.model(c)
+    params = net.init(jax.random.key(0))
+    x = jax.random.uniform(jax.random.key(1), (3, 784))
+    a = net.reconstruct(params, x, jax.random.key(5))
+    np.testing.assert_array_equal(a, net.reconstruct(params, x, jax.random.key(5)))
+    assert not np.allclose(a, net.reconstruct(params, x, jax.random.key(6)))
+    assert a.shape == (3, c.model.steps, 784)
+    assert net.sample(params, jax.random.key(0), 5).shape == (5, c.model.steps, 784)
+    z, mu, logvar = net.encode(params, x, jax.random.key(5))
+    assert z.shape == mu.shape == logvar.shape == (3, c.model.steps, c.model.latent)
+    np.testing.assert_allclose(net.decode(params, z), a, atol=1e-6)
+
+
+MULTI_DEVICE = textwrap.dedent("""
+    import functools, sys
+    import jax, numpy as np, optax
+    from jax.sharding import Mesh, PartitionSpec as P
+    sys.path.insert(0, 'tests')
+    from test_steps import setup, small_rdgan
+    from bigran_jax import steps
+    from bigran_jax.experiments import rdgan
+    assert jax.device_count() == 2, jax.devices()
+    # plain SGD, so parameters differ exactly as the gradients do (Adam's first step is about
+    # lr * sign(grad), which float noise in a near-zero gradient flips)
+    game, tx, state, images, batch = setup(small_rdgan(), rdgan, n=8, optimizer=optax.sgd(1.0))
+    mesh = Mesh(np.array(jax.devices()), ('batch',))
+    key = jax.random.key(7)
+    for player in ('d', 'g'):
+        update = functools.partial(steps.player_update, player=player, game=game, tx=tx)
+        single, m1 = jax.jit(update)(state, batch, key)
+        sharded = jax.jit(jax.shard_map(
+            functools.partial(update, axis_name='batch'), mesh=mesh,
+            in_specs=(P(), P('batch'), P()), out_specs=P()))
+        double, m2 = sharded(state, batch, key)
+        jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
+                     (single, m1), (double, m2))
+        assert not np.allclose(single.params[player]['Dense_0' if player == 'g' else 'out']
+                               ['kernel'], state.params[player]['Dense_0' if player == 'g'
+                               else 'out']['kernel'])
+    print('OK')
+""")
+
+
+def test_two_device_update_equals_single_device_update_on_the_whole_batch():
+    env = {**os.environ, 'XLA_FLAGS': '--xla_force_host_platform_device_count=2',
+           'JAX_PLATFORMS': 'cpu'}
+    out = subprocess.run([sys.executable, '-c', MULTI_DEVICE], cwd=REPO, env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and out.stdout.strip().endswith('OK'), out.stderr[-3000:]

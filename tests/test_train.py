@@ -1,0 +1,190 @@
+"""The training loop end to end on tiny shapes: every experiment, resume, errors, compile count."""
+
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from bigran_jax import checkpoints, classifier, data, train
+from bigran_jax.experiments import toy
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(REPO, 'configs'))
+
+import bigran as bigran_config  # noqa: E402
+import rdgan as rdgan_config  # noqa: E402
+import toy as toy_config  # noqa: E402
+
+
+def tiny_mnist_dir(path, n_train=64, n_test=32):
+    """A folder of the four IDX files holding random digits-like images."""
+    rng = np.random.default_rng(0)
+    os.makedirs(path, exist_ok=True)
+    for stem, n in (('train', n_train), ('t10k', n_test)):
+        data.write_idx(os.path.join(path, f'{stem}-images-idx3-ubyte.gz'),
+                       rng.integers(0, 256, (n, 28, 28), dtype=np.uint8))
+        data.write_idx(os.path.join(path, f'{stem}-labels-idx1-ubyte.gz'),
+                       (np.arange(n) % 10).astype(np.uint8))
+    return str(path)
+
+
+@pytest.fixture(scope='module')
+def mnist_dir(tmp_path_factory):
+    return tiny_mnist_dir(tmp_path_factory.mktemp('mnist'))
+
+
+@pytest.fixture(scope='module')
+def judge_path(tmp_path_factory, mnist_dir):
+    path = str(tmp_path_factory.mktemp('judge') / 'clf.msgpack')
+    mnist = data.load_mnist('idx', mnist_dir)
+    classifier.save(path, classifier.train_classifier(mnist, jax.random.key(0), epochs=1,
+                                                      batch_size=32))
+    return path
+
+
+def tiny(config, mnist_dir='', judge_path='', **train):
+    c = config
+    c.train.num_steps = 4
+    c.train.batch_size = 8
+    c.model.k = 2
+    c.train.iterations_per_call = 2
+    c.train.log_every = 2
+    c.checkpoint.every = 2
+    c.eval.num_samples = 20
+    c.eval.snapshot_steps = (2,)
+    c.sweep = ()
+    if mnist_dir:
+        c.data.source, c.data.dir = 'idx', mnist_dir
+        c.eval.classifier = judge_path
+    for key, value in train.items():
+        c.train[key] = value
+    return c
+
+
+def final_params(workdir, config):
+    run = train.Run(config)
+    ckpt = run.checkpointer(workdir)
+    state, _ = ckpt.restore_latest(run.abstract_state())
+    ckpt.close()
+    return jax.device_get(state.params)
+
+
+def test_toy_learns_the_analytic_curve(tmp_path):
+    c = toy_config.get_config()
+    c.model.k, c.model.hidden = 3, 32
+    c.train.num_steps, c.train.batch_size = 1500, 264
+    c.train.d_lr, c.train.d_decay = 3e-3, 1e-3
+    c.train.iterations_per_call, c.train.log_every = 250, 1500
+    c.checkpoint.every, c.eval.num_samples = 0, 2000
+    results = train.train_and_evaluate(c, str(tmp_path))
+    outputs = [row['discriminator'] for row in results['table']]
+    assert outputs == sorted(outputs, reverse=True)  # more samples, firmer rejection
+    np.testing.assert_allclose(outputs, toy.analytic([1, 2, 3]), atol=0.04)
+    # one sample of the missing half makes the sequence surely real from there on
+    assert results['probes']['late']['discriminator'][-1] > 0.8
+    assert min(results['probes']['early']['discriminator']) > 0.8
+    saved = json.load(open(tmp_path / 'results.json'))
+    assert saved['max_abs_error'] == pytest.approx(results['max_abs_error'])
+    assert (tmp_path / 'toy_discriminator.png').exists()
+
+
+def test_rdgan_end_to_end_writes_samples_and_metrics(tmp_path, mnist_dir, judge_path):
+    c = tiny(rdgan_config.get_config(), mnist_dir, judge_path)
+    results = train.train_and_evaluate(c, str(tmp_path))
+    samples = np.load(tmp_path / 'samples.npz')['generated']
+    assert samples.shape == (20, 28, 28) and samples.dtype == np.float32
+    assert 0 <= samples.min() and samples.max() <= 1
+    assert 1 <= results['modes_covered'] <= 10
+    assert (tmp_path / 'samples_0000002.png').exists() and (tmp_path / 'report.md').exists()
+    assert results['data'].startswith('MNIST') and '64' in results['data']
+
+
+def test_bigran_end_to_end_writes_figures_and_arrays(tmp_path, mnist_dir, judge_path):
+    c = tiny(bigran_config.get_config(), mnist_dir, judge_path)
+    c.model.hidden, c.model.steps = 16, 3
+    results = train.train_and_evaluate(c, str(tmp_path))
+    out = np.load(tmp_path / 'samples.npz')
+    assert out['canvases'].shape == (20, 3, 28, 28)
+    for name in ('generated', 'test_images', 'reconstructions'):
+        assert out[name].shape == (20, 28, 28) and out[name].dtype == np.float32
+    np.testing.assert_array_equal(out['reconstructions'], out['canvases'][:, -1])
+    assert len(results['step_error']) == 3
+    assert 0.0 <= results['nearest_neighbour_accuracy'] <= 1.0
+    for fig in ('samples.png', 'reconstructions.png', 'canvas_steps.png'):
+        assert (tmp_path / fig).exists()
+
+
+def test_resume_continues_exactly(tmp_path):
+    c = tiny(toy_config.get_config())
+    c.model.hidden = 16
+    c.train.num_steps = 8
+    train.train_and_evaluate(c, str(tmp_path / 'straight'))
+    half = tiny(toy_config.get_config())
+    half.model.hidden = 16
+    half.train.num_steps = 4
+    train.train_and_evaluate(half, str(tmp_path / 'resumed'))
+    train.train_and_evaluate(c, str(tmp_path / 'resumed'))
+    a, b = final_params(str(tmp_path / 'straight'), c), final_params(str(tmp_path / 'resumed'), c)
+    jax.tree.map(np.testing.assert_array_equal, a, b)
+
+
+def test_same_seed_same_numbers_other_seed_other_numbers(tmp_path):
+    runs = {}
+    for name, seed in (('a', 0), ('b', 0), ('c', 1)):
+        c = tiny(toy_config.get_config())
+        c.model.hidden, c.seed = 16, seed
+        runs[name] = train.train_and_evaluate(c, str(tmp_path / name))['table']
+    assert runs['a'] == runs['b'] and runs['a'] != runs['c']
+
+
+def test_training_step_compiles_once():
+    c = tiny(toy_config.get_config())
+    c.model.hidden = 8
+    run = train.Run(c)
+    state = run.init_state()
+    fn = run.step_fn(2)
+    for _ in range(3):
+        state, _ = fn(state, run.train_images, run.loop_key)
+    assert fn._cache_size() == 1
+
+
+def test_workdir_of_another_experiment_is_refused(tmp_path, mnist_dir, judge_path):
+    c = tiny(toy_config.get_config())
+    c.model.hidden = 8
+    train.train_and_evaluate(c, str(tmp_path))
+    other = tiny(rdgan_config.get_config(), mnist_dir, judge_path)
+    with pytest.raises(checkpoints.CheckpointError, match="experiment 'toy'"):
+        train.train_and_evaluate(other, str(tmp_path))
+
+
+@pytest.mark.parametrize('override, message', [
+    (dict(batch_size=9), 'train.batch_size=9: must be a multiple of model.k=2'),
+    (dict(num_steps=-1), 'train.num_steps'),
+])
+def test_bad_config_values_are_named(tmp_path, override, message):
+    c = tiny(toy_config.get_config(), **override)
+    with pytest.raises(ValueError, match=message):
+        train.train_and_evaluate(c, str(tmp_path))
+    assert not os.path.exists(tmp_path / 'checkpoints')
+
+
+def test_missing_data_folder_is_named(tmp_path):
+    c = tiny(rdgan_config.get_config(), str(tmp_path / 'nowhere'), '')
+    with pytest.raises(data.DataError, match='nowhere'):
+        train.train_and_evaluate(c, str(tmp_path / 'wd'))
+
+
+def _launch(*args):
+    return subprocess.run([sys.executable, os.path.join(REPO, 'launch.py'), *args],
+                          capture_output=True, text=True, cwd=REPO, timeout=300)
+
+
+def test_unknown_config_key_on_the_command_line_is_a_clear_error(tmp_path):
+    out = _launch('--config=configs/toy.py', f'--workdir={tmp_path}', '--config.train.nope=1')
+    assert out.returncode != 0
+    assert 'nope' in out.stderr
+    assert not os.path.exists(tmp_path / 'checkpoints')
