@@ -285,6 +285,7 @@ def _write_atomically(path: str, data: bytes) -> None:
     try:
         with os.fdopen(fd, 'wb') as f:
             f.write(data)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; the cache is meant to be shared
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -312,8 +313,8 @@ def load(path: str) -> Classifier:
     with open(path + '.json') as f:
         meta = json.load(f)
     with open(path, 'rb') as f:
-        template = jax.eval_shape(init_params, jax.random.key(0))
         params = flax.serialization.msgpack_restore(f.read())
+    template = jax.eval_shape(init_params, jax.random.key(0))  # shapes only; the key is unused
     want = jax.tree_util.tree_map(lambda s: tuple(s.shape), template)
     got = jax.tree_util.tree_map(lambda a: tuple(np.shape(a)), params)
     if want != got:

@@ -203,6 +203,8 @@ def evaluate(run: Run, params, workdir: str, step: int,
         tb.scalars(step, dict(report.scalars(results)), 'eval/')
     if text:
         logging.info('\n%s', text)
+    logging.info('evaluation of iteration %s: results.json, report.md and figures in %s', step,
+                 os.path.abspath(workdir))
     return results
 
 
