@@ -132,6 +132,16 @@ def test_resume_continues_exactly(tmp_path):
     jax.tree.map(np.testing.assert_array_equal, a, b)
 
 
+def test_relative_workdir_is_saved_and_resumed(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    c = tiny(toy_config.get_config())
+    c.model.hidden = 8
+    train.train_and_evaluate(c, 'runs/toy')
+    assert sorted(os.listdir(tmp_path / 'runs/toy/checkpoints')) == ['2', '4']
+    c.train.num_steps = 6
+    assert train.train_and_evaluate(c, 'runs/toy')['step'] == 6
+
+
 def test_same_seed_same_numbers_other_seed_other_numbers(tmp_path):
     runs = {}
     for name, seed in (('a', 0), ('b', 0), ('c', 1)):

@@ -13,6 +13,7 @@ file, a missing manifest, an empty step folder: all still count as its latest st
 from __future__ import annotations
 
 import json
+import os
 import time
 from typing import Any
 
@@ -52,7 +53,7 @@ class Checkpointer:
         """
         self.meta = json.loads(json.dumps(meta))
         self._manager = ocp.CheckpointManager(
-            directory,
+            os.path.abspath(directory),  # Orbax's background save rejects relative paths
             options=ocp.CheckpointManagerOptions(
                 max_to_keep=max_to_keep, enable_async_checkpointing=True, create=True),
             # Named handlers let `item_metadata` read stored shapes before the first save.
