@@ -7,7 +7,6 @@ stored, a resumed run continues exactly as an uninterrupted one would.
 
 from __future__ import annotations
 
-import functools
 import os
 import signal
 import time
@@ -56,14 +55,16 @@ class Run:
             jax.random.key(config.seed), 3)
         self._steps = {}
 
+    def _init(self, key) -> steps.TrainState:
+        return steps.init_state(self.game, self.tx, key)
+
     def init_state(self) -> steps.TrainState:
-        state = jax.jit(functools.partial(steps.init_state, self.game, self.tx))(self.init_key)
+        state = jax.jit(self._init)(self.init_key)
         return parallel.replicate(jax.device_get(state), self.mesh)
 
     def abstract_state(self) -> steps.TrainState:
         """Shapes and dtypes of the state, computed without initialising it."""
-        return jax.eval_shape(functools.partial(steps.init_state, self.game, self.tx),
-                              self.init_key)
+        return jax.eval_shape(self._init, self.init_key)
 
     def step_fn(self, num: int):
         """The compiled `num`-iteration step over every device (one compile per distinct num)."""

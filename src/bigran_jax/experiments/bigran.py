@@ -184,8 +184,8 @@ def evaluate(params, config, mnist, key, workdir) -> tuple[dict, list, str]:
         reconstructions=canvases[:, -1].reshape(shape),
         canvases=canvases.reshape(n, t, 28, 28))
 
-    results = common.sample_metrics(config, mnist, generated)
     clf = common.judge(config, mnist)
+    results = common.sample_metrics(clf, mnist, generated)
     pred_test = clf.predict(test_x)[0].argmax(-1)
     pred_rec = clf.predict(canvases[:, -1])[0].argmax(-1)
     step_error = metrics.per_step_error(canvases, test_x)

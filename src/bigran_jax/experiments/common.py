@@ -17,10 +17,9 @@ def judge(config, mnist) -> classifier_lib.Classifier:
     return classifier_lib.load_or_train(path, mnist, jax.random.key(0))
 
 
-def sample_metrics(config, mnist, generated) -> dict:
+def sample_metrics(clf: classifier_lib.Classifier, mnist, generated) -> dict:
     """Modes, class histogram, KL to uniform, confidence and Frechet distance to the test split,
     plus the judge's own test accuracy so a reader can tell how far to trust it."""
-    clf = judge(config, mnist)
     out = metrics.generated_metrics(clf, generated, mnist.test_images)
     return {**out, 'classifier_test_accuracy': clf.test_accuracy}
 

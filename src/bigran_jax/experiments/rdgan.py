@@ -78,7 +78,7 @@ def evaluate(params, config, mnist, key, workdir) -> tuple[dict, list, str]:
     np.savez_compressed(os.path.join(workdir, 'samples.npz'), generated=generated)
     shown = generated if len(generated) >= 100 else generate(params, config, key, 100)
     grid = figures.save_grid(os.path.join(workdir, 'samples.png'), shown[:100], 10, 10)
-    results = common.sample_metrics(config, mnist, generated)
+    results = common.sample_metrics(common.judge(config, mnist), mnist, generated)
     results['num_samples'] = int(generated.shape[0])
     hist = ' '.join(f'{d}:{p:.3f}' for d, p in enumerate(results['class_histogram']))
     text = (f"k={config.model.k}: {results['modes_covered']} modes, KL to uniform "
