@@ -14,6 +14,7 @@ def get_config():
     c.experiment = 'toy'
     c.model.k = 4  # the paper's table is for k = 1..4 read by one k = 4 LSTM
     c.model.hidden = 256  # LSTM units (reference)
+    c.model.stratified = True  # balanced categories per batch position (see experiments/toy.py)
     c.train.num_steps = 10_000  # reference: 10,000 iterations
     c.train.batch_size = 128  # reference: 128 samples per side, read as 128 / k sequences
     c.train.d_steps = 1

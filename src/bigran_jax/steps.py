@@ -58,9 +58,10 @@ class TrainState(flax.struct.PyTreeNode):
     opt_state: dict
 
 
-def keras_decay_adam(learning_rate: float, decay: float) -> optax.GradientTransformation:
+def keras_decay_adam(learning_rate: float, decay: float,
+                     b1: float = 0.9) -> optax.GradientTransformation:
     """Adam with Keras 1's time decay, `lr / (1 + decay * update_count)`, as the paper's code."""
-    return optax.adam(lambda count: learning_rate / (1.0 + decay * count))
+    return optax.adam(lambda count: learning_rate / (1.0 + decay * count), b1=b1)
 
 
 def init_state(game: Game, tx: dict, key: jax.Array) -> TrainState:

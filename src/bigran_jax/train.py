@@ -27,8 +27,8 @@ class DivergenceError(RuntimeError):
 
 
 def make_optimizers(train: ml_collections.ConfigDict) -> dict:
-    return {'d': steps.keras_decay_adam(train.d_lr, train.d_decay),
-            'g': steps.keras_decay_adam(train.g_lr, train.g_decay)}
+    return {'d': steps.keras_decay_adam(train.d_lr, train.d_decay, train.adam_b1),
+            'g': steps.keras_decay_adam(train.g_lr, train.g_decay, train.adam_b1)}
 
 
 class Run:
