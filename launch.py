@@ -12,7 +12,7 @@ import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from bigran_jax import parallel, sweep
+from bigran_jax import parallel, sweep, train
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file('config', None, 'Experiment config file.', lock_config=True)
@@ -41,7 +41,18 @@ def main(argv):
                                           FLAGS.process_id)
     logging.info('JAX %s, process %d of %d, devices: %s', jax.__version__, jax.process_index(),
                  jax.process_count(), jax.devices())
-    sweep.run(FLAGS.config, FLAGS.workdir, FLAGS.mode)
+    run(FLAGS.config, FLAGS.workdir, FLAGS.mode)
+
+
+def run(config, workdir: str, mode: str = 'train') -> dict:
+    """`sweep.run`, with what the user can fix (config, data, workdir, a diverged run) or has
+    asked for (SIGTERM, Ctrl-C) reported in one line rather than a traceback."""
+    try:
+        return sweep.run(config, workdir, mode)
+    except train.USER_ERRORS as e:
+        sys.exit(f'launch.py: {type(e).__name__}: {e}')
+    except KeyboardInterrupt as e:
+        sys.exit(f'launch.py: stopped: {e or "interrupted"}')
 
 
 def parse_flags(argv):

@@ -25,7 +25,7 @@ UNRESTORABLE = 'unrestorable'  # Not an integer, so Orbax never takes it for a s
 
 
 class CheckpointError(ValueError):
-    """The workdir holds checkpoints that this run must not resume from."""
+    """The workdir holds checkpoints that this run must not resume from (or none to evaluate)."""
 
 
 def abstract(tree: Any) -> Any:
@@ -39,6 +39,8 @@ class Checkpointer:
     Attributes:
         directory: the checkpoint directory (an `epath.Path`).
         meta: the JSON dict saved beside every checkpoint; `meta['experiment']` names the run.
+            Replace it (not mutate it: a save in progress may still hold it) to change what the
+            next saves record.
     """
 
     def __init__(self, directory: str, *, max_to_keep: int = 3, meta: dict):
@@ -125,10 +127,14 @@ class Checkpointer:
         self._manager.reload()
         return result
 
+    def read_meta(self, step: int) -> dict:
+        """The `meta` dict saved with checkpoint `step`."""
+        meta = self._manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
+        return meta.meta
+
     def _read(self, step: int, abstract_state: Any) -> Any:
         """Returns checkpoint `step`'s state; raises CheckpointError, or anything if unreadable."""
-        meta = self._manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
-        theirs, ours = meta.meta.get('experiment'), self.meta.get('experiment')
+        theirs, ours = self.read_meta(step).get('experiment'), self.meta.get('experiment')
         if theirs != ours:
             raise CheckpointError(f'{self.directory} holds a checkpoint of experiment {theirs!r} '
                                   f'(step {step}); this run is {ours!r}: use another workdir.')

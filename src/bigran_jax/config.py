@@ -11,6 +11,10 @@ import ml_collections
 EXPERIMENTS = ('toy', 'rdgan', 'bigran')
 
 
+class ConfigError(ValueError):
+    """A config key is missing, unknown, of the wrong type or out of range."""
+
+
 def base_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.experiment = ''  # one of EXPERIMENTS
@@ -39,6 +43,11 @@ def base_config() -> ml_collections.ConfigDict:
     c.train.g_l1 = 0.0  # L1 weight penalty of the generator (and encoder)
     c.train.iterations_per_call = 10  # iterations per compiled call (fewer dispatches)
     c.train.log_every = 100  # iterations between log lines / metrics.jsonl rows
+    # A non-finite loss or parameter: 'stop' the run, or 'rollback' to the last checkpoint (the
+    # initial state if none) and go on with both learning rates times rollback_lr_factor.
+    c.train.on_divergence = 'stop'
+    c.train.rollback_lr_factor = 0.5
+    c.train.max_rollbacks = 3  # rollbacks per run; one more divergence stops it
 
     c.checkpoint = ml_collections.ConfigDict()
     c.checkpoint.every = 1000  # iterations between checkpoints (0: only the final one)
@@ -55,11 +64,12 @@ def base_config() -> ml_collections.ConfigDict:
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
-    """Raises ValueError with one line naming the offending key; run before anything is built."""
+    """Raises ConfigError with one line naming the offending key; run before anything is built."""
     def need(ok, key, what):
         if not ok:
-            raise ValueError(f'config.{key}={config_get(config, key)!r}: {what}')
+            raise ConfigError(f'config.{key}={config_get(config, key)!r}: {what}')
 
+    _check_types(config, base_config())
     need(config.experiment in EXPERIMENTS, 'experiment', f'must be one of {EXPERIMENTS}')
     need(config.model.k >= 1, 'model.k', 'must be >= 1')
     need(config.train.batch_size % config.model.k == 0, 'train.batch_size',
@@ -72,6 +82,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
     need(config.model.unroll >= 1, 'model.unroll', 'must be >= 1')
     need(config.data.source in ('auto', 'tfds', 'idx', 'embedded'), 'data.source',
          "must be 'auto', 'tfds', 'idx' or 'embedded'")
+    need(config.train.on_divergence in ('stop', 'rollback'), 'train.on_divergence',
+         "must be 'stop' or 'rollback'")
+    need(0 < config.train.rollback_lr_factor < 1, 'train.rollback_lr_factor',
+         'must be in (0, 1)')
+    need(config.train.max_rollbacks >= 0, 'train.max_rollbacks', 'must be >= 0')
     for path, values in config.sweep:
         config_get(config, path)  # raises on an unknown key
         need(len(values) > 0, 'sweep', f'{path} has no values')
@@ -80,7 +95,27 @@ def validate(config: ml_collections.ConfigDict) -> None:
 def config_get(config, path: str):
     node = config
     for part in path.split('.'):
-        if part not in node:
-            raise ValueError(f'config has no key {path!r} (no {part!r} under it)')
+        if not isinstance(node, ml_collections.ConfigDict) or part not in node:
+            raise ConfigError(f'config has no key {path!r} (no {part!r} under it)')
         node = node[part]
     return node
+
+
+# A float field takes an int (3 for 3.0); a tuple field takes a list (config.json has lists).
+_ACCEPTS = {float: (int, float), tuple: (tuple, list), list: (tuple, list)}
+
+
+def _check_types(config, base: ml_collections.ConfigDict, prefix: str = '') -> None:
+    """Every key of `base_config()` is in `config` with a value of its type. ConfigDict enforces
+    types on assignment, but not on a config built from a dict (a sweep member, a config.json)."""
+    for key, default in base.items():
+        path = prefix + key
+        value = config_get(config, path)
+        if isinstance(default, ml_collections.ConfigDict):
+            _check_types(config, default, path + '.')
+            continue
+        kind = type(default)
+        ok = isinstance(value, _ACCEPTS.get(kind, kind))
+        if not ok or (isinstance(value, bool) and kind is not bool):
+            raise ConfigError(f'config.{path}={value!r}: must be of type {kind.__name__}, '
+                              f'not {type(value).__name__}')

@@ -137,7 +137,10 @@ def train_iteration(state: TrainState, data, key, *, game: Game, tx: dict, batch
 
 def train_iterations(state: TrainState, data, key, *, num: int,
                      **kwargs) -> tuple[TrainState, dict]:
-    """`num` iterations in one compiled loop (fewer dispatches); returns the last one's metrics."""
-    state, metrics = lax.scan(lambda s, _: train_iteration(s, data, key, **kwargs), state, None,
-                              length=num)
-    return state, jax.tree.map(lambda x: x[-1], metrics)
+    """`num` iterations in one compiled loop (fewer dispatches).
+
+    Returns:
+      The state `num` iterations later and every iteration's metrics, `[num]` each, so that the
+      loop can name the first iteration where one stopped being finite.
+    """
+    return lax.scan(lambda s, _: train_iteration(s, data, key, **kwargs), state, None, length=num)

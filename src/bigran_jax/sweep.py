@@ -29,7 +29,11 @@ def members(config: ml_collections.ConfigDict) -> dict[str, ml_collections.Confi
             node = member
             for p in parents:
                 node = node[p]
-            node[leaf] = type(node[leaf])(value)
+            try:
+                node[leaf] = type(node[leaf])(value)
+            except (TypeError, ValueError) as e:
+                raise config_lib.ConfigError(f'config.sweep: {path}={value!r} is not a '
+                                             f'{type(node[leaf]).__name__}: {e}') from None
         config_lib.validate(member)
         name = '_'.join(f'{p.split(".")[-1]}={v}' for p, v in zip(paths, values, strict=True))
         out[name] = member

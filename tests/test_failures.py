@@ -1,0 +1,273 @@
+"""Failure handling end to end on tiny toy runs: divergence (stop, rollback, giving up), bad input
+named in one line before training starts, launch.py's one-line errors, and resuming after SIGKILL.
+"""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+from ml_collections import ConfigDict
+
+from bigran_jax import checkpoints, data, parallel, sweep, train
+from bigran_jax.config import ConfigError
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+sys.path.insert(0, os.path.join(REPO, 'configs'))
+
+import rdgan as rdgan_config  # noqa: E402
+import toy as toy_config  # noqa: E402
+
+import launch  # noqa: E402
+
+# Checkpoints at 2 and 4 (the healthy fixture), chunks of 2 iterations.
+TINY = {'model.hidden': 8, 'model.k': 2, 'train.batch_size': 8, 'train.num_steps': 4,
+        'train.iterations_per_call': 2, 'train.log_every': 2, 'checkpoint.every': 2,
+        'eval.num_samples': 20}
+
+
+def configure(config: ConfigDict, overrides: dict) -> ConfigDict:
+    for path, value in overrides.items():
+        *parents, leaf = path.split('.')
+        node = config
+        for p in parents:
+            node = node[p]
+        node[leaf] = value
+    return config
+
+
+def toy(**overrides) -> ConfigDict:
+    """The tiny toy config; keyword `train__d_lr=x` sets `train.d_lr`."""
+    return configure(toy_config.get_config(),
+                     {**TINY, **{k.replace('__', '.'): v for k, v in overrides.items()}})
+
+
+def restore(workdir, config) -> tuple:
+    """(state on the host, step, meta) of the latest checkpoint in `workdir`."""
+    run = train.Run(config)
+    ckpt = run.checkpointer(str(workdir))
+    state, step = ckpt.restore_latest(run.abstract_state())
+    meta = ckpt.read_meta(step)
+    ckpt.close()
+    return jax.device_get(state), step, meta
+
+
+def assert_identical(got, want):
+    assert jax.tree.structure(got) == jax.tree.structure(want)
+    for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
+        g, w = np.asarray(g), np.asarray(w)
+        assert (g.dtype, g.shape, g.tobytes()) == (w.dtype, w.shape, w.tobytes())
+
+
+def steps_on_disk(workdir) -> list[int]:
+    return sorted(int(p) for p in os.listdir(os.path.join(workdir, 'checkpoints')) if p.isdigit())
+
+
+def rollback_rows(workdir) -> list[dict]:
+    with open(os.path.join(workdir, 'metrics.jsonl')) as f:
+        return [row for row in map(json.loads, f) if 'rollback' in row]
+
+
+@pytest.fixture(scope='module')
+def healthy(tmp_path_factory):
+    """A toy workdir trained 4 iterations (checkpoints 2 and 4) and its state at 4."""
+    workdir = tmp_path_factory.mktemp('healthy') / 'run'
+    train.train_and_evaluate(toy(), str(workdir))
+    state, step, _ = restore(workdir, toy())
+    assert step == 4
+    return workdir, state
+
+
+@pytest.fixture
+def resumed(healthy, tmp_path):
+    """A copy of the healthy workdir, to go on training in."""
+    shutil.copytree(healthy[0], tmp_path / 'run')
+    return tmp_path / 'run'
+
+
+def test_nan_learning_rate_stops_at_the_first_bad_iteration(healthy, resumed):
+    # Iteration 5 computes its loss and gradients from good parameters and then writes NaN ones:
+    # only the parameter norm shows it; iteration 6, in the same compiled chunk, is NaN throughout.
+    with pytest.raises(train.DivergenceError) as e:
+        train.train_and_evaluate(toy(train__d_lr=float('nan'), train__num_steps=8), str(resumed))
+    message = str(e.value)
+    assert message.startswith('training diverged at iteration 5: non-finite d_param_norm; ')
+    assert 'NaN or Inf now in' in message and ' d/' in message
+    assert message.endswith('stopped without saving: the checkpoint of iteration 4 is the last '
+                            'good one')
+    assert '\n' not in message
+    assert steps_on_disk(resumed) == [2, 4]
+    state, step, _ = restore(resumed, toy())
+    assert step == 4
+    assert all(np.isfinite(x).all() for x in jax.tree.leaves(state))
+    assert_identical(state, healthy[1])
+
+
+# 1e39 is beyond float32: on the device the learning rate is inf (numpy warns as it casts) and the
+# first update (of iteration 5) makes parameters inf or NaN. One rollback to iteration 4 with the
+# learning rates times 1e-42 brings d_lr to 1e-3, which trains normally.
+@pytest.mark.filterwarnings('ignore:overflow encountered in cast:RuntimeWarning')
+def test_rollback_lowers_the_learning_rates_and_finishes(healthy, resumed, tmp_path):
+    lr, factor = 1e39, 1e-42
+    config = toy(train__d_lr=lr, train__num_steps=8, train__on_divergence='rollback',
+                 train__rollback_lr_factor=factor, train__max_rollbacks=1)
+    assert train.train_and_evaluate(config, str(resumed))['step'] == 8
+    [row] = rollback_rows(resumed)
+    assert row['step'] == 4
+    assert row['rollback']['rollbacks'] == 1 and row['rollback']['lr_scale'] == factor
+    assert row['rollback']['diverged'].startswith('training diverged at iteration 5: non-finite')
+    state, step, meta = restore(resumed, config)
+    assert step == 8 and meta['lr_scale'] == factor and meta['rollbacks'] == 1
+    assert steps_on_disk(resumed) == [4, 6, 8]  # keep = 3
+    # The same as going on from iteration 4 at the lowered rate in the first place.
+    straight = tmp_path / 'straight'
+    shutil.copytree(healthy[0], straight)
+    train.train_and_evaluate(toy(train__d_lr=lr * factor, train__num_steps=8), str(straight))
+    assert_identical(state, restore(straight, config)[0])
+
+
+def test_rollback_gives_up_after_max_rollbacks(tmp_path):
+    # A NaN learning rate stays NaN however it is scaled. Diverging before the first checkpoint,
+    # the run rolls back to its initial state.
+    config = toy(train__d_lr=float('nan'), train__on_divergence='rollback', train__max_rollbacks=1)
+    with pytest.raises(train.DivergenceError) as e:
+        train.train_and_evaluate(config, str(tmp_path))
+    assert str(e.value).startswith('training diverged at iteration 1: non-finite d_param_norm')
+    assert str(e.value).endswith('stopped after 1 rollback(s) without saving: no checkpoint was '
+                                 'saved before it')
+    [row] = rollback_rows(tmp_path)
+    assert row == {'step': 0, 'rollback': {'diverged': row['rollback']['diverged'],
+                                           'rollbacks': 1, 'lr_scale': 0.5}}
+    assert steps_on_disk(tmp_path) == []
+
+
+def tiny_idx_dir(path, size=28):
+    rng = np.random.default_rng(0)
+    os.makedirs(path, exist_ok=True)
+    for stem, n in (('train', 16), ('t10k', 8)):
+        data.write_idx(os.path.join(path, f'{stem}-images-idx3-ubyte.gz'),
+                       rng.integers(0, 256, (n, size, size), dtype=np.uint8))
+        data.write_idx(os.path.join(path, f'{stem}-labels-idx1-ubyte.gz'),
+                       (np.arange(n) % 10).astype(np.uint8))
+    return str(path)
+
+
+def wrong_type(c):
+    with c.ignore_type():  # what a config rebuilt from a dict could hold
+        c.train.batch_size = '8'
+
+
+def too_many_devices(c):
+    c.num_devices = jax.device_count() + 1
+
+
+BAD_INPUTS = {
+    'unknown_sweep_key': (lambda c: setattr(c, 'sweep', (('train.nope', (1, 2)),)),
+                          ConfigError, "config has no key 'train.nope'"),
+    'wrong_type': (wrong_type, ConfigError,
+                   "config.train.batch_size='8': must be of type int, not str"),
+    'sweep_value_of_wrong_type': (lambda c: setattr(c, 'sweep', (('model.k', ('two',)),)),
+                                  ConfigError, "model.k='two' is not a int"),
+    'batch_not_multiple_of_k': (lambda c: setattr(c.train, 'batch_size', 9), ConfigError,
+                                'train.batch_size=9: must be a multiple of model.k=2'),
+    'too_many_devices': (too_many_devices, ConfigError, 'but JAX sees'),
+    'on_divergence': (lambda c: setattr(c.train, 'on_divergence', 'retry'), ConfigError,
+                      "train.on_divergence='retry': must be 'stop' or 'rollback'"),
+    'rollback_lr_factor': (lambda c: setattr(c.train, 'rollback_lr_factor', 1.0), ConfigError,
+                           r'train.rollback_lr_factor=1.0: must be in \(0, 1\)'),
+}
+
+
+@pytest.mark.parametrize('case', BAD_INPUTS)
+def test_bad_config_is_named_in_one_line_before_training(tmp_path, case):
+    change, error, message = BAD_INPUTS[case]
+    config = toy()
+    change(config)
+    with pytest.raises(error, match=message) as e:
+        sweep.run(config, str(tmp_path / 'wd'))
+    assert '\n' not in str(e.value)
+    assert not os.path.exists(tmp_path / 'wd')
+
+
+def test_images_of_the_wrong_size_are_named(tmp_path):
+    config = configure(rdgan_config.get_config(), TINY)
+    config.sweep = ()
+    config.data.source, config.data.dir = 'idx', tiny_idx_dir(tmp_path / 'mnist32', size=32)
+    with pytest.raises(data.DataError, match=r'train-images-idx3-ubyte.gz: images are \(32, 32\), '
+                                             'expected 28 x 28') as e:
+        train.train_and_evaluate(config, str(tmp_path / 'wd'))
+    assert '\n' not in str(e.value)
+    assert not os.path.exists(tmp_path / 'wd')
+
+
+@pytest.mark.parametrize('batch_size, k, devices, message', [
+    (12, 2, 8, 'config.train.batch_size=12 does not divide over 8 devices'),
+    (12, 4, 2, 'gives 6 samples per device, which do not split into groups of k=4'),
+])
+def test_batch_that_does_not_split_over_devices_is_named(batch_size, k, devices, message):
+    with pytest.raises(ConfigError, match=message):
+        parallel.check_batch(batch_size, k, devices)
+
+
+def test_workdir_of_another_experiment_is_left_as_it_was(resumed, tmp_path):
+    config = configure(rdgan_config.get_config(), TINY)
+    config.sweep = ()
+    config.data.source, config.data.dir = 'idx', tiny_idx_dir(tmp_path / 'mnist')
+    before = (resumed / 'config.json').read_text()
+    with pytest.raises(checkpoints.CheckpointError, match="experiment 'toy'"):
+        train.train_and_evaluate(config, str(resumed))
+    assert (resumed / 'config.json').read_text() == before
+    assert steps_on_disk(resumed) == [2, 4]
+
+
+def test_launch_reports_user_errors_in_one_line(tmp_path):
+    with pytest.raises(SystemExit) as e:
+        launch.run(toy(train__batch_size=9), str(tmp_path))
+    assert e.value.code == ('launch.py: ConfigError: config.train.batch_size=9: must be a '
+                            'multiple of model.k=2')
+    # The same through the command line: the last line of stderr, no traceback.
+    out = subprocess.run(
+        [sys.executable, 'launch.py', '--config=configs/toy.py', f'--workdir={tmp_path}',
+         '--config.model.hidden=8', '--config.train.batch_size=9', '--config.model.k=2'],
+        capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert out.returncode == 1
+    assert 'Traceback' not in out.stderr
+    assert out.stderr.splitlines()[-1] == e.value.code
+
+
+def test_sigkill_mid_run_then_resume_is_exact(tmp_path):
+    """One SIGKILL while a launch.py run is saving, then a resume: the same parameters as a run
+    that was never interrupted."""
+    killed, straight = tmp_path / 'killed', tmp_path / 'straight'
+    args = {**TINY, 'train.num_steps': 16, 'train.log_every': 16, 'checkpoint.every': 2,
+            'checkpoint.keep': 100}
+    cmd = [sys.executable, 'launch.py', '--config=configs/toy.py', f'--workdir={killed}',
+           *[f'--config.{k}={v}' for k, v in args.items()]]
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:  # kill as the save of iteration 6 starts (or ends)
+            names = os.listdir(killed / 'checkpoints') if (killed / 'checkpoints').exists() else []
+            if any(n.split('.')[0].isdigit() and int(n.split('.')[0]) >= 6 for n in names):
+                break
+            if proc.poll() is not None:
+                pytest.fail('the run ended before it could be killed')
+            time.sleep(0.002)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    config = configure(toy_config.get_config(), args)
+    assert 0 < max(steps_on_disk(killed)) < 16
+    train.train_and_evaluate(config, str(killed))
+    train.train_and_evaluate(config, str(straight))
+    assert_identical(restore(killed, config)[0], restore(straight, config)[0])
+
