@@ -39,10 +39,9 @@ USER_ERRORS = (config_lib.ConfigError, data_lib.DataError, checkpoints.Checkpoin
 
 
 def make_optimizers(train: ml_collections.ConfigDict, lr_scale: float = 1.0) -> dict:
-    return {'d': steps.keras_decay_adam(train.d_lr * lr_scale, train.d_decay,
-                                          train.adam_b1),
-            'g': steps.keras_decay_adam(train.g_lr * lr_scale, train.g_decay,
-                                          train.adam_b1)}
+    b1 = train.adam_b1
+    return {'d': steps.keras_decay_adam(train.d_lr * lr_scale, train.d_decay, b1),
+            'g': steps.keras_decay_adam(train.g_lr * lr_scale, train.g_decay, b1)}
 
 
 class Run:
