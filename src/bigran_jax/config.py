@@ -38,6 +38,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.train.d_decay = 1e-4  # Keras 1 time decay: lr / (1 + decay * updates)
     c.train.g_lr = 1e-4
     c.train.g_decay = 4e-4
+    c.train.real_label = 1.0  # D's target for real samples (< 1: one-sided label smoothing)
     c.train.adam_b1 = 0.9  # Adam's first-moment decay, both players (Keras's default)
     c.train.d_l1 = 0.0  # L1 weight penalty of the discriminator
     c.train.g_l1 = 0.0  # L1 weight penalty of the generator (and encoder)

@@ -117,7 +117,7 @@ def make_game(config) -> Game:
 
     def d_loss(d_params, g_params, batch, key):
         real, fake = logits(d_params, g_params, batch, key)
-        loss = bce(real, 1.0) + bce(fake, 0.0)
+        loss = bce(real, t.real_label) + bce(fake, 0.0)
         return loss + t.d_l1 * l1_penalty(d_params), {
             'd_loss': loss, 'd_real': jax.nn.sigmoid(real).mean(),
             'd_fake': jax.nn.sigmoid(fake).mean()}

@@ -36,28 +36,6 @@ def _model(config) -> GroupDiscriminator:
                               unroll=config.model.unroll)
 
 
-def uniform(key, n: int, k: int, categories: int) -> jax.Array:
-    """`n` category ids, i.i.d. uniform (`n / k` sequences of `k`, flattened)."""
-    del k
-    return jax.random.randint(key, (n,), 0, categories)
-
-
-def stratified(key, n: int, k: int, categories: int) -> jax.Array:
-    """Like `uniform`, but every position of the `n / k` sequences holds each category equally
-    often (up to one), in random order.
-
-    Every sample is still uniform over `categories` and independent of the other positions of its
-    sequence, so the expected loss, and its optimum p^j / (1 + p^j), are unchanged; what goes is
-    most of the batch-to-batch noise in how often each category turns up.
-    """
-    rows = n // k
-    k_shift, k_perm = jax.random.split(key)
-    shift = jax.random.randint(k_shift, (k,), 0, categories)  # each id equally likely
-    ids = (jnp.arange(rows)[:, None] + shift[None, :]) % categories  # [rows, k], balanced columns
-    perms = jax.vmap(lambda kk: jax.random.permutation(kk, rows))(jax.random.split(k_perm, k))
-    return jnp.take_along_axis(ids, perms.T, axis=0).reshape(n)
-
-
 def make_game(config) -> Game:
     disc = _model(config)
 
@@ -67,9 +45,8 @@ def make_game(config) -> Game:
     def sample(data, key, n):
         del data
         k_real, k_fake = jax.random.split(key)
-        draw = stratified if config.model.stratified else uniform
-        return {'real': jax.nn.one_hot(draw(k_real, n, config.model.k, CATEGORIES), CATEGORIES),
-                'fake': jax.nn.one_hot(draw(k_fake, n, config.model.k, FAKE_CATEGORIES),
+        return {'real': jax.nn.one_hot(jax.random.randint(k_real, (n,), 0, CATEGORIES), CATEGORIES),
+                'fake': jax.nn.one_hot(jax.random.randint(k_fake, (n,), 0, FAKE_CATEGORIES),
                                        CATEGORIES)}
 
     def d_loss(d_params, g_params, batch, key):
