@@ -198,3 +198,12 @@ def test_unknown_config_key_on_the_command_line_is_a_clear_error(tmp_path):
     assert out.returncode != 0
     assert 'nope' in out.stderr
     assert not os.path.exists(tmp_path / 'checkpoints')
+
+
+def test_bigran_bigan_variant_changes_only_the_optimiser_schedule():
+    ref, bigan = bigran_config.get_config(), bigran_config.get_config('bigan')
+    assert ref.model.to_dict() == bigan.model.to_dict()
+    assert (bigan.train.d_steps, bigan.train.d_lr, bigan.train.adam_b1) == (1, 2e-4, 0.5)
+    assert (ref.train.d_steps, ref.train.d_lr, ref.train.adam_b1) == (4, 3e-4, 0.9)
+    with pytest.raises(ValueError, match="unknown variant 'bigann'"):
+        bigran_config.get_config('bigann')
