@@ -3,6 +3,10 @@
   python launch.py --config=configs/bigran.py --workdir=runs/bigran
   python launch.py --config=configs/rdgan.py --workdir=runs/rdgan --config.train.num_steps=100
   python launch.py --config=configs/bigran.py --workdir=runs/bigran --mode=eval
+
+Several hosts (or processes) train one run together when each starts the same command with
+`--coordinator=HOST0:PORT --num_processes=N --process_id=I` and the workdir is on storage they
+share; process 0 writes the logs, figures and results; all take part in each checkpoint.
 """
 
 import logging as pylogging

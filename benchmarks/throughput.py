@@ -6,9 +6,10 @@
 
 One iteration is the config's `train.d_steps` discriminator updates and `train.g_steps` generator
 updates (BiGRAN: 4 D + 1 E+G), exactly the step the training loop runs (`train.Run.step_fn`), on
-the shipped MNIST subset. Prints one JSON line: iterations/s and images/s after warm-up,
-compile seconds, model FLOPs per iteration, achieved GFLOP/s, and the float32 matmul GFLOP/s of
-a 1024-square product measured in the same run.
+the shipped MNIST subset. Prints one JSON line: iterations/s (member-iterations/s with
+`--population=N`) and images/s after warm-up, compile seconds, model FLOPs per iteration,
+achieved GFLOP/s, and the float32 matmul GFLOP/s of a 1024-square product measured in the same
+run.
 
 FLOPs come from XLA's cost analysis of one D and one G update lowered with every recurrence
 unrolled (XLA counts a `scan` body once, so the scanned program would undercount).
@@ -31,6 +32,8 @@ _CONFIG = config_flags.DEFINE_config_file(
                            'bigran.py'), 'Experiment config.', lock_config=True)
 _SECONDS = flags.DEFINE_float('seconds', 20.0, 'Seconds of timed iterations after warm-up.')
 _CALL = flags.DEFINE_integer('iterations_per_call', 10, 'Iterations per compiled call.')
+_POPULATION = flags.DEFINE_integer('population', 1, 'Members (seeds 0..N-1) trained as one '
+                                   'vmapped program.')
 
 
 def matmul_gflops(n: int = 1024, seconds: float = 2.0) -> float:
@@ -73,28 +76,34 @@ def main(argv):
     config = _CONFIG.value
     with config.unlocked():
         config.data.source = 'embedded'  # the shipped subset: no download, same shapes
-    run = train.Run(config)
+    members = []
+    for seed in range(_POPULATION.value):
+        member = config.copy_and_resolve_references()
+        member.seed = seed
+        members.append(member)
+    run = train.Run(*members)
     images = run.train_images
     state = run.init_state()
-    flops = iteration_flops(run, jax.device_get(state), images)
+    flops = iteration_flops(run, jax.tree.map(lambda x: x[0], jax.device_get(state)), images)
     step = run.step_fn(_CALL.value)
     t0 = time.perf_counter()
-    step = step.lower(state, images, run.loop_key).compile()
+    step = step.lower(state, images, run.loop_keys).compile()
     compile_s = time.perf_counter() - t0
     for _ in range(2):  # warm-up
-        state, _ = step(state, images, run.loop_key)
+        state, _ = step(state, images, run.loop_keys)
     jax.block_until_ready(state)
     calls, t0 = 0, time.perf_counter()
     while time.perf_counter() - t0 < _SECONDS.value:
-        state, _ = step(state, images, run.loop_key)
+        state, _ = step(state, images, run.loop_keys)
         jax.block_until_ready(state)
         calls += 1
-    rate = calls * _CALL.value / (time.perf_counter() - t0)
+    rate = calls * _CALL.value / (time.perf_counter() - t0) * _POPULATION.value
     updates = config.train.d_steps + config.train.g_steps
     print(json.dumps({
         'experiment': config.experiment, 'device': str(jax.devices()[0].platform),
         'devices': run.mesh.size, 'batch_size': config.train.batch_size,
-        'unroll': config.model.unroll, 'iterations_per_s': round(rate, 2),
+        'unroll': config.model.unroll, 'population': _POPULATION.value,
+        'iterations_per_s': round(rate, 2),
         'images_per_s': round(rate * updates * config.train.batch_size, 1),
         'compile_s': round(compile_s, 2), 'gflop_per_iteration': round(flops / 1e9, 3),
         'achieved_gflops': round(rate * flops / 1e9, 1),

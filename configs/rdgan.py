@@ -4,7 +4,8 @@
   python launch.py --config=configs/rdgan.py --workdir=runs/rdgan_k4 \
       --config.sweep='()' --config.model.k=4                                 # one member
 
-The sweep trains k in {1, 2, 4, 8} x 3 seeds, each in workdir/k=K_seed=S, and writes summary.md.
+The sweep trains k in {1, 2, 4, 8} x 3 seeds, each in workdir/k=K_seed=S, and writes summary.md;
+the 3 seeds of each k train together as one population (--config.population=False: one by one).
 """
 
 from bigran_jax.config import base_config

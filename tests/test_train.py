@@ -158,7 +158,7 @@ def test_training_step_compiles_once():
     state = run.init_state()
     fn = run.step_fn(2)
     for _ in range(3):
-        state, _ = fn(state, run.train_images, run.loop_key)
+        state, _ = fn(state, run.train_images, run.loop_keys)
     assert fn._cache_size() == 1
 
 

@@ -12,6 +12,7 @@ file, a missing manifest, an empty step folder: all still count as its latest st
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -54,10 +55,16 @@ class Checkpointer:
                 hold fails now, not later in Orbax's background save thread.
         """
         self.meta = json.loads(json.dumps(meta))
+        directory = os.path.abspath(directory)  # Orbax's background save rejects relative paths
+        # Processes meet at barriers named after the step; several checkpointers saving the same
+        # step at once (a population's members) need names of their own.
+        barrier = hashlib.sha256(directory.encode()).hexdigest()[:16]
         self._manager = ocp.CheckpointManager(
-            os.path.abspath(directory),  # Orbax's background save rejects relative paths
+            directory,
             options=ocp.CheckpointManagerOptions(
-                max_to_keep=max_to_keep, enable_async_checkpointing=True, create=True),
+                max_to_keep=max_to_keep, enable_async_checkpointing=True, create=True,
+                multiprocessing_options=ocp.options.MultiprocessingOptions(
+                    barrier_sync_key_prefix=barrier)),
             # Named handlers let `item_metadata` read stored shapes before the first save.
             item_handlers={'state': ocp.StandardCheckpointHandler(),
                            'meta': ocp.JsonCheckpointHandler()})

@@ -6,6 +6,8 @@ Experiment configs (`configs/*.py`) start from `base_config()` and fill in `mode
 
 from __future__ import annotations
 
+import json
+
 import ml_collections
 
 EXPERIMENTS = ('toy', 'rdgan', 'bigran')
@@ -61,6 +63,9 @@ def base_config() -> ml_collections.ConfigDict:
 
     # Sweep members: a tuple of (config path, values) pairs; the members are their product.
     c.sweep = ()
+    # Train sweep members that differ only in `seed` as one population: one compiled program over
+    # their stacked states (see bigran_jax.train.Run). False: one after another.
+    c.population = True
     return c
 
 
@@ -91,6 +96,13 @@ def validate(config: ml_collections.ConfigDict) -> None:
     for path, values in config.sweep:
         config_get(config, path)  # raises on an unknown key
         need(len(values) > 0, 'sweep', f'{path} has no values')
+
+
+def population_key(config) -> str:
+    """Everything in `config` but its seed: configs with the same key make one program."""
+    fields = config.to_dict()
+    del fields['seed']
+    return json.dumps(fields, sort_keys=True, default=repr)
 
 
 def config_get(config, path: str):

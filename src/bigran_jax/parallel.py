@@ -34,11 +34,12 @@ def make_mesh(num_devices: int = 0) -> Mesh:
 def check_batch(batch_size: int, k: int, num_shards: int, key: str = 'train.batch_size') -> int:
     """The per-device batch; raises a one-line error when the global batch does not split."""
     if batch_size % num_shards:
-        raise ConfigError(f'config.{key}={batch_size} does not divide over {num_shards} devices')
+        raise ConfigError(f'config.{key}={batch_size} does not divide over {num_shards} devices: '
+                          f'use a multiple of {num_shards * k} or set config.num_devices')
     per_device = batch_size // num_shards
     if per_device % k:
         raise ConfigError(f'config.{key}={batch_size} gives {per_device} samples per device, '
-                         f'which do not split into groups of k={k}')
+                          f'which do not split into groups of k={k}')
     return per_device
 
 
@@ -47,6 +48,13 @@ def replicate(tree, mesh: Mesh):
     sharding = NamedSharding(mesh, PartitionSpec())
     return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)),
                         tree)
+
+
+def replicated(abstract_tree, mesh: Mesh):
+    """`jax.ShapeDtypeStruct`s of `abstract_tree` placed on every device of `mesh`."""
+    sharding = NamedSharding(mesh, PartitionSpec())
+    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding),
+                        abstract_tree)
 
 
 def data_parallel(fn, mesh: Mesh, **static):

@@ -9,11 +9,15 @@ The functions here are pure and un-transformed:
 
 PRNG: an iteration's key is `fold_in(fold_in(run_key, step), shard)`; each update inside gets its
 own split. Nothing random is stored, so the state below is all a resume needs.
+
+A population (`population_iterations`) is `jax.vmap` of the same iteration over a leading member
+axis of the state and of the run keys: members share nothing but the program and the data.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -87,9 +91,10 @@ def player_update(state: TrainState, batch: dict, key, *, player: str, game: Gam
     """
     other = 'g' if player == 'd' else 'd'
     own = state.params[player]
-    if axis_name is not None:
-        # Mark the replicated parameters as per-device before differentiating, so each device's
-        # gradient is its own shard's (else shard_map's transpose already sums them over devices).
+    if axis_name in jax.sharding.get_abstract_mesh().manual_axes:
+        # Under shard_map, mark the replicated parameters as per-device before differentiating, so
+        # each device's gradient is its own shard's (else the transpose already sums them over
+        # devices). Under `vmap(..., axis_name=...)` each instance differentiates its own copy.
         own = lax.pcast(own, axis_name, to='varying')
     grad_fn = jax.value_and_grad(game.loss(player), has_aux=True)
     (_, metrics), grads = grad_fn(own, state.params[other], batch, key)
@@ -144,3 +149,20 @@ def train_iterations(state: TrainState, data, key, *, num: int,
       loop can name the first iteration where one stopped being finite.
     """
     return lax.scan(lambda s, _: train_iteration(s, data, key, **kwargs), state, None, length=num)
+
+
+def population_iterations(states: TrainState, data, keys, **kwargs) -> tuple[TrainState, dict]:
+    """`train_iterations` of every member of a population in one program.
+
+    Args:
+      states: the members' states stacked on a leading axis, every leaf `[P, ...]`.
+      data: the dataset, shared by all members.
+      keys: each member's loop key, `[P]`.
+      **kwargs: as `train_iterations` (same game, optimisers, batch and device axis for all).
+
+    Returns:
+      The states and every iteration's metrics, `[P, num]` each: member i's slice is what
+      `train_iterations(states[i], data, keys[i], **kwargs)` returns.
+    """
+    fn = functools.partial(train_iterations, **kwargs)
+    return jax.vmap(fn, in_axes=(0, None, 0))(states, data, keys)

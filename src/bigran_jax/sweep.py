@@ -1,11 +1,17 @@
 """Sweeps as data: `config.sweep` lists (config path, values) pairs and the members are their
-product, each trained in its own sub-workdir; `summary.md` collects their results in one table."""
+product, each trained in its own sub-workdir; `summary.md` collects their results in one table.
+
+Members that differ only in `seed` (same shapes, same program) train together as one population
+(`train.train_population`) unless `config.population` is False; members that change anything
+else, such as model.k, run one after another.
+"""
 
 from __future__ import annotations
 
 import itertools
 import os
 
+import jax
 import ml_collections
 from absl import logging
 
@@ -40,20 +46,35 @@ def members(config: ml_collections.ConfigDict) -> dict[str, ml_collections.Confi
     return out
 
 
+def populations(ms: dict[str, ml_collections.ConfigDict]) -> list[list[str]]:
+    """The members' names grouped as they train: members whose configs differ only in `seed`
+    together (when their `population` is on), any other member alone; in member order."""
+    groups = {}
+    for name, member in ms.items():
+        key = config_lib.population_key(member) if member.population else name
+        groups.setdefault(key, []).append(name)
+    return list(groups.values())
+
+
 def run(config: ml_collections.ConfigDict, workdir: str, mode: str = 'train') -> dict:
     """Trains (or evaluates) every member; returns member name -> results."""
     ms = members(config)
-    results, dirs = {}, {}
-    for i, (name, member) in enumerate(ms.items()):
-        dirs[name] = os.path.join(workdir, name) if name else workdir
-        if name:
-            logging.info('sweep member %d/%d: %s -> %s', i + 1, len(ms), name, dirs[name])
-        fn = train.train_and_evaluate if mode == 'train' else train.evaluate_checkpoint
-        results[name] = fn(member, dirs[name])
-    if len(ms) > 1:
+    dirs = {name: os.path.join(workdir, name) if name else workdir for name in ms}
+    results = {}
+    groups = populations(ms) if mode == 'train' else [[name] for name in ms]
+    for names in groups:
+        if names != ['']:
+            logging.info('sweep members %s of %d: %s', ', '.join(names), len(ms),
+                         'one population' if len(names) > 1 else dirs[names[0]])
+        if mode == 'train':
+            out = train.train_population([ms[n] for n in names], [dirs[n] for n in names])
+        else:
+            out = [train.evaluate_checkpoint(ms[n], dirs[n]) for n in names]
+        results.update(zip(names, out, strict=True))
+    if len(ms) > 1 and jax.process_index() == 0:
         table = report.summarize(dirs, EXPERIMENTS[config.experiment].SUMMARY_COLUMNS)
         path = os.path.join(workdir, 'summary.md')
         with open(path, 'w') as f:
             f.write(f'# {config.experiment} sweep\n\n{table}\n')
         logging.info('sweep summary:\n%s\nwritten to %s', table, path)
-    return results
+    return {name: results[name] for name in ms}

@@ -9,15 +9,21 @@ parameter norms (a parameter norm is non-finite as soon as one parameter is). Th
 one stops the run before anything is saved (`train.on_divergence = 'stop'`), or sends it back to
 the last checkpoint with lower learning rates (`'rollback'`); the learning-rate scale is saved with
 every checkpoint, so a run resumed after a rollback continues exactly too.
+
+The same loop trains a population (`train_population`): members that differ only in their seed,
+stepped together by one compiled program, each member checkpointed, logged and evaluated in its own
+workdir as if it had run alone.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import time
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from absl import logging
@@ -45,11 +51,25 @@ def make_optimizers(train: ml_collections.ConfigDict, lr_scale: float = 1.0) -> 
 
 
 class Run:
-    """What a config builds before training: the experiment, data, mesh, game, optimisers, keys
-    and the compiled step. Built once per run; everything in it is derived from the config."""
+    """What configs build before training: the experiment, data, mesh, game, optimisers, keys and
+    the compiled step. Built once per run; everything in it is derived from the configs.
 
-    def __init__(self, config: ml_collections.ConfigDict):
-        config_lib.validate(config)
+    One config is one run. Several configs that differ only in `seed` are a *population*: its
+    members train together in one compiled program, their states stacked on a leading member axis
+    (`[P, ...]`; a single run is a population of one), each with the keys its own seed gives, so
+    that member i trains exactly as a run of `configs[i]` alone. Every device holds every member
+    and trains its share of each member's batch (the same per-device program as a run alone).
+    """
+
+    def __init__(self, *configs: ml_collections.ConfigDict):
+        if not configs:
+            raise ValueError('Run needs at least one config')
+        for c in configs:
+            config_lib.validate(c)
+        if len({config_lib.population_key(c) for c in configs}) > 1:
+            raise ValueError('the members of a population may differ only in their seed')
+        config = configs[0]
+        self.configs = configs
         self.config = config
         self.experiment = EXPERIMENTS[config.experiment]
         self.mesh = parallel.make_mesh(config.num_devices)
@@ -65,26 +85,40 @@ class Run:
         self.game = self.experiment.make_game(config)
         self.lr_scale = 1.0
         self.tx = make_optimizers(config.train)
-        self.init_key, self.loop_key, self.eval_key = jax.random.split(
-            jax.random.key(config.seed), 3)
+        # Member i's keys are those of a run of configs[i] alone; each `[P]`.
+        keys = jnp.stack([jax.random.split(jax.random.key(c.seed), 3) for c in configs])
+        self.init_keys, self.loop_keys, self.eval_keys = keys[:, 0], keys[:, 1], keys[:, 2]
         self._steps = {}
 
     def _init(self, key) -> steps.TrainState:
         return steps.init_state(self.game, self.tx, key)
 
     def init_state(self) -> steps.TrainState:
-        state = jax.jit(self._init)(self.init_key)
+        """The members' initial states, stacked `[P, ...]` and replicated over the mesh."""
+        state = jax.jit(jax.vmap(self._init))(self.init_keys)
         return parallel.replicate(jax.device_get(state), self.mesh)
 
     def abstract_state(self) -> steps.TrainState:
-        """Shapes and dtypes of the state, computed without initialising it."""
-        return jax.eval_shape(self._init, self.init_key)
+        """Shapes, dtypes and placement (replicated over the mesh) of one member's state, computed
+        without initialising it. The placement lets a checkpoint saved on other devices restore
+        onto these (Orbax otherwise places arrays as they were saved)."""
+        return parallel.replicated(jax.eval_shape(self._init, self.init_keys[0]), self.mesh)
+
+    def stack(self, member_states: list) -> steps.TrainState:
+        """Member states (as restored from their checkpoints) -> the population state."""
+        host = [jax.device_get(s) for s in member_states]
+        return parallel.replicate(jax.tree.map(lambda *xs: np.stack(xs), *host), self.mesh)
+
+    def unstack(self, state: steps.TrainState) -> list[steps.TrainState]:
+        """The population state -> each member's state (still on the mesh), in one dispatch."""
+        return _unstack(state, len(self.configs))
 
     def step_fn(self, num: int):
-        """The compiled `num`-iteration step over every device (one compile per distinct num)."""
+        """The compiled `num`-iteration step of every member over every device (one compile per
+        distinct num): `(state, data, loop_keys) -> (state, metrics)`, all `[P, ...]`."""
         if num not in self._steps:
             t = self.config.train
-            fn = parallel.data_parallel(steps.train_iterations, self.mesh, num=num,
+            fn = parallel.data_parallel(steps.population_iterations, self.mesh, num=num,
                                         game=self.game, tx=self.tx,
                                         batch_size=self.per_device_batch, d_steps=t.d_steps,
                                         g_steps=t.g_steps)
@@ -100,34 +134,45 @@ class Run:
             self.tx = make_optimizers(self.config.train, scale)
             self._steps = {}
 
-    def checkpointer(self, workdir: str) -> checkpoints.Checkpointer:
-        meta = {'experiment': self.config.experiment, 'config': self.config.to_dict(),
+    def checkpointer(self, workdir: str, member: int = 0) -> checkpoints.Checkpointer:
+        config = self.configs[member]
+        meta = {'experiment': config.experiment, 'config': config.to_dict(),
                 'lr_scale': self.lr_scale, 'rollbacks': 0}
         return checkpoints.Checkpointer(os.path.join(workdir, 'checkpoints'),
-                                        max_to_keep=self.config.checkpoint.keep, meta=meta)
+                                        max_to_keep=config.checkpoint.keep, meta=meta)
 
 
-def _check_finite(step: int, history: dict, params) -> None:
+@functools.partial(jax.jit, static_argnums=1)
+def _unstack(tree, size: int) -> list:
+    return [jax.tree.map(lambda x, i=i: x[i], tree) for i in range(size)]
+
+
+def _check_finite(step: int, history: dict, params, workdirs: list[str]) -> None:
     """Raises DivergenceError naming the first iteration of a chunk with a non-finite metric.
 
     Args:
         step: the iteration count before the chunk.
-        history: every iteration's metrics, `[num]` each (`steps.train_iterations`).
-        params: the parameters after the chunk, searched for the arrays holding NaN or Inf.
+        history: every iteration's metrics of every member, `[P, num]` each.
+        params: the members' parameters after the chunk (`[P, ...]`), searched for the arrays
+            holding NaN or Inf.
+        workdirs: the members' workdirs, to name the member that diverged.
     """
-    finite = {name: np.isfinite(v).reshape(len(v), -1).all(axis=1) for name, v in history.items()}
+    finite = {name: np.isfinite(v).reshape(v.shape[0], v.shape[1], -1).all(axis=2)
+              for name, v in history.items()}  # [P, num]
     ok = np.logical_and.reduce(list(finite.values()))
     if np.all(ok):
         return
-    i = int(np.argmin(ok))
-    names = ', '.join(sorted(name for name, f in finite.items() if not f[i]))
+    i = int(np.argmin(ok.all(axis=0)))  # the first iteration where some member went bad
+    member = int(np.argmin(ok[:, i]))
+    names = ', '.join(sorted(name for name, f in finite.items() if not f[member, i]))
     leaves = jax.tree_util.tree_leaves_with_path(jax.device_get(params))
     bad = [jax.tree_util.keystr(path, simple=True, separator='/') for path, x in leaves
-           if not np.all(np.isfinite(x))]
+           if not np.all(np.isfinite(x[member]))]
     where = (f'; NaN or Inf now in {len(bad)} of {len(leaves)} parameter arrays: '
              f'{", ".join(bad[:3])}{", ..." if len(bad) > 3 else ""}' if bad else '')
-    raise DivergenceError(f'training diverged at iteration {step + i + 1}: non-finite {names}'
-                          f'{where}')
+    who = f' (member in {workdirs[member]})' if len(workdirs) > 1 else ''
+    raise DivergenceError(f'training diverged at iteration {step + i + 1}{who}: non-finite '
+                          f'{names}{where}')
 
 
 def _boundaries(config, num_steps: int) -> list[int]:
@@ -158,89 +203,158 @@ class _StopSignal:
             signal.signal(s, h)
 
 
+class _Members:
+    """Each member's workdir, checkpointer and TensorBoard writer; saves split the population
+    state into the members' own checkpoints."""
+
+    def __init__(self, run: Run, workdirs: list[str]):
+        self.run, self.workdirs = run, workdirs
+        self.primary = jax.process_index() == 0
+        for workdir in workdirs:
+            os.makedirs(workdir, exist_ok=True)
+        self.ckpts = [run.checkpointer(w, i) for i, w in enumerate(workdirs)]
+        self.tbs = []
+        self.closed = False
+
+    def restore(self) -> list[tuple]:
+        """Each member's latest good checkpoint and its step, `(None, None)` where none."""
+        return [ckpt.restore_latest(self.run.abstract_state()) for ckpt in self.ckpts]
+
+    def open(self) -> None:
+        """Writes each member's config.json and opens its TensorBoard writer (after the
+        workdirs were checked: a workdir of another experiment is refused before this)."""
+        for config, workdir in zip(self.run.configs, self.workdirs, strict=True):
+            if self.primary:
+                report.write_json(os.path.join(workdir, 'config.json'), config.to_dict())
+            self.tbs.append(report.TensorBoard(workdir, self.primary))
+
+    @property
+    def meta(self) -> dict:
+        return self.ckpts[0].meta
+
+    def set_lr_scale(self, scale: float, rollbacks: int) -> None:
+        self.run.scale_learning_rates(scale)
+        for ckpt in self.ckpts:
+            ckpt.meta = {**ckpt.meta, 'lr_scale': scale, 'rollbacks': rollbacks}
+
+    def save(self, step: int, state, force: bool = False) -> None:
+        for ckpt, member_state in zip(self.ckpts, self.run.unstack(state), strict=True):
+            ckpt.save(step, member_state, force=force)
+
+    def wait(self) -> None:
+        for ckpt in self.ckpts:
+            ckpt.wait()
+
+    def log(self, step: int, metrics: dict, rate: float) -> None:
+        """One metrics.jsonl row and TensorBoard scalars per member (`metrics`: name -> `[P]`)."""
+        for i, (workdir, tb) in enumerate(zip(self.workdirs, self.tbs, strict=True)):
+            member = {k: v[i] for k, v in metrics.items()}
+            if self.primary:
+                report.append_jsonl(os.path.join(workdir, 'metrics.jsonl'),
+                                    {'step': step, 'iterations_per_s': rate, **member})
+            tb.scalars(step, member, 'train/')
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        for ckpt in self.ckpts:
+            ckpt.close()  # waits for a save in flight, so the newest good checkpoint is complete
+        for tb in self.tbs:
+            tb.close()
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """Trains `config`'s experiment in `workdir` (resuming if it holds a checkpoint), evaluates the
     final parameters, and returns the evaluation results."""
-    run = Run(config)
-    primary = jax.process_index() == 0
-    os.makedirs(workdir, exist_ok=True)
-    ckpt = run.checkpointer(workdir)
-    tb = None
+    return train_population([config], [workdir])[0]
+
+
+def train_population(configs: list[ml_collections.ConfigDict], workdirs: list[str]) -> list[dict]:
+    """Trains configs that differ only in `seed` as one population (see `Run`), member i in
+    `workdirs[i]` exactly as `train_and_evaluate(configs[i], workdirs[i])` would; returns each
+    member's evaluation results.
+
+    Each member's workdir is a run's workdir: its config, checkpoints (so a member resumes, or is
+    evaluated, alone or in a population alike), metrics, figures and results.
+    """
+    run = Run(*configs)
+    members = _Members(run, workdirs)
     try:
-        # Before anything is written: a workdir of another experiment is refused here.
-        state = _resume(run, ckpt)
-        if primary:
-            report.write_json(os.path.join(workdir, 'config.json'), config.to_dict())
-        tb = report.TensorBoard(workdir, primary)
+        restored = members.restore()  # refuses a workdir of another experiment
+        if len({step for _, step in restored}) > 1:
+            # A stop between the members' saves can leave them at different iterations.
+            members.close()
+            logging.warning('population members restored at different iterations (%s): training '
+                            'them one after another', [s for _, s in restored])
+            return [train_and_evaluate(c, w) for c, w in zip(configs, workdirs, strict=True)]
+        state = _resume(run, members, restored)
+        members.open()
         t_start = time.perf_counter()
-        state, trained = _train(run, ckpt, state, workdir, tb)
+        state, trained = _train(run, members, state)
         seconds = time.perf_counter() - t_start
-        step = int(jax.device_get(state.step))
-        results = evaluate(run, jax.device_get(state.params), workdir, step, tb) if primary else {}
+        step = int(jax.device_get(state.step)[0])
+        results = [{} for _ in configs]
+        if members.primary:
+            params = jax.device_get(state.params)
+            results = [evaluate(run, jax.tree.map(lambda x, i=i: x[i], params), workdir, step,
+                                tb, member=i)
+                       for i, (workdir, tb) in enumerate(zip(workdirs, members.tbs, strict=True))]
     finally:
-        ckpt.close()  # waits for a save in flight, so the newest good checkpoint is complete
-        if tb is not None:
-            tb.close()
-    if primary:
-        logging.info('trained %d iterations in %.1f s; results, figures and checkpoints are in %s',
-                     trained, seconds, os.path.abspath(workdir))
+        members.close()
+    if members.primary:
+        logging.info('trained %d iterations%s in %.1f s; results, figures and checkpoints are in '
+                     '%s', trained, f' of {len(configs)} members' if len(configs) > 1 else '',
+                     seconds, ', '.join(os.path.abspath(w) for w in workdirs))
     return results
 
 
-def _resume(run: Run, ckpt: checkpoints.Checkpointer) -> steps.TrainState:
-    """The workdir's latest good checkpoint, with the learning-rate scale it was saved under, or
-    a fresh state."""
-    state, step = ckpt.restore_latest(run.abstract_state())
-    if state is None:
+def _resume(run: Run, members: _Members, restored: list[tuple]) -> steps.TrainState:
+    """The members' restored states stacked, with the learning-rate scale they were saved under,
+    or a fresh population state."""
+    step = restored[0][1]
+    if step is None:
         return run.init_state()
-    meta = ckpt.read_meta(step)
-    _set_lr_scale(run, ckpt, meta.get('lr_scale', 1.0), meta.get('rollbacks', 0))
+    meta = members.ckpts[0].read_meta(step)
+    members.set_lr_scale(meta.get('lr_scale', 1.0), meta.get('rollbacks', 0))
     logging.info('resumed from the checkpoint of iteration %d%s', step,
                  f' (learning rates x{run.lr_scale:g} after {meta["rollbacks"]} rollback(s))'
                  if run.lr_scale != 1.0 else '')
-    return parallel.replicate(jax.device_get(state), run.mesh)
+    return run.stack([s for s, _ in restored])
 
 
-def _set_lr_scale(run: Run, ckpt: checkpoints.Checkpointer, scale: float,
-                  rollbacks: int) -> None:
-    run.scale_learning_rates(scale)
-    ckpt.meta = {**ckpt.meta, 'lr_scale': scale, 'rollbacks': rollbacks}
-
-
-def _roll_back(run: Run, ckpt: checkpoints.Checkpointer, problem: str,
-               metrics_path: str) -> steps.TrainState:
-    """Restores the last good checkpoint (the initial state if there is none) and multiplies the
-    learning rates by `train.rollback_lr_factor`; logs it and records it in metrics.jsonl."""
-    state, step = ckpt.restore_latest(run.abstract_state())
-    if state is None:
-        state, step = run.init_state(), 0
-    else:
-        state = parallel.replicate(jax.device_get(state), run.mesh)
-    rollbacks = ckpt.meta['rollbacks'] + 1
-    _set_lr_scale(run, ckpt, run.lr_scale * run.config.train.rollback_lr_factor, rollbacks)
+def _roll_back(run: Run, members: _Members, problem: str) -> steps.TrainState:
+    """Restores the last good checkpoints (the initial state if there are none) and multiplies
+    the learning rates by `train.rollback_lr_factor`; logs it and records it in metrics.jsonl."""
+    restored = members.restore()
+    step = restored[0][1] or 0
+    state = run.init_state() if restored[0][0] is None else run.stack([s for s, _ in restored])
+    rollbacks = members.meta['rollbacks'] + 1
+    members.set_lr_scale(run.lr_scale * run.config.train.rollback_lr_factor, rollbacks)
     logging.warning('%s; rollback %d of %d: back to iteration %d with learning rates x%g',
                     problem, rollbacks, run.config.train.max_rollbacks, step, run.lr_scale)
-    if jax.process_index() == 0:
-        report.append_jsonl(metrics_path, {'step': step, 'rollback': {
-            'diverged': problem, 'rollbacks': rollbacks, 'lr_scale': run.lr_scale}})
+    if members.primary:
+        for workdir in members.workdirs:
+            report.append_jsonl(os.path.join(workdir, 'metrics.jsonl'), {'step': step, 'rollback': {
+                'diverged': problem, 'rollbacks': rollbacks, 'lr_scale': run.lr_scale}})
     return state
 
 
-def _train(run: Run, ckpt: checkpoints.Checkpointer, state: steps.TrainState, workdir: str,
-           tb: report.TensorBoard) -> tuple[steps.TrainState, int]:
+def _train(run: Run, members: _Members, state: steps.TrainState) -> tuple[steps.TrainState, int]:
     """Trains from `state` to `train.num_steps`, saving checkpoints on the way and at the end.
 
     Returns:
         The final state and the number of iterations this call trained.
     """
     config = run.config
-    primary = jax.process_index() == 0
-    metrics_path = os.path.join(workdir, 'metrics.jsonl')
-    step = int(jax.device_get(state.step))
+    step = int(jax.device_get(state.step)[0])
     num_steps = config.train.num_steps
     marks = _boundaries(config, num_steps)
-    logging.info('training %s for %d iterations (from %d) on %d device(s), %d samples each',
-                 config.experiment, num_steps, step, run.mesh.size, run.per_device_batch)
+    size = len(run.configs)
+    logging.info('training %s for %d iterations (from %d) on %d device(s), %d samples each%s',
+                 config.experiment, num_steps, step, run.mesh.size, run.per_device_batch,
+                 f'; {size} members in one program (losses logged: their mean)' if size > 1
+                 else '')
     t_start, step_start, trained = time.perf_counter(), step, 0
     with _StopSignal() as stop:
         while step < num_steps:
@@ -248,67 +362,69 @@ def _train(run: Run, ckpt: checkpoints.Checkpointer, state: steps.TrainState, wo
             try:
                 while step < boundary and not stop.received:
                     num = min(config.train.iterations_per_call, boundary - step)
-                    state, history = run.step_fn(num)(state, run.train_images, run.loop_key)
+                    state, history = run.step_fn(num)(state, run.train_images, run.loop_keys)
                     history = jax.device_get(history)
-                    _check_finite(step, history, state.params)
+                    _check_finite(step, history, state.params, members.workdirs)
                     step += num
                     trained += num
             except DivergenceError as e:
-                ckpt.wait()  # the last good checkpoint may still be on its way to disk
+                members.wait()  # the last good checkpoint may still be on its way to disk
                 if (config.train.on_divergence == 'rollback'
-                        and ckpt.meta['rollbacks'] < config.train.max_rollbacks):
-                    state = _roll_back(run, ckpt, str(e), metrics_path)
-                    step = int(jax.device_get(state.step))
+                        and members.meta['rollbacks'] < config.train.max_rollbacks):
+                    state = _roll_back(run, members, str(e))
+                    step = int(jax.device_get(state.step)[0])
                     t_start, step_start = time.perf_counter(), step
                     continue
-                last = ckpt.latest_step
+                last = members.ckpts[0].latest_step
                 kept = ('no checkpoint was saved before it' if last is None else
                         f'the checkpoint of iteration {last} is the last good one')
-                after = (f' after {ckpt.meta["rollbacks"]} rollback(s)'
+                after = (f' after {members.meta["rollbacks"]} rollback(s)'
                          if config.train.on_divergence == 'rollback' else '')
                 raise DivergenceError(f'{e}; stopped{after} without saving: {kept}') from None
             if stop.received:
                 logging.warning('%s received at iteration %d: saving and stopping',
                                 stop.received, step)
-                ckpt.save(step, state, force=True)
-                ckpt.wait()
+                members.save(step, state, force=True)
+                members.wait()
                 raise KeyboardInterrupt(f'{stop.received} at iteration {step}; resume by '
                                         'running the same command again')
-            metrics = jax.tree.map(lambda x: x[-1], history)
+            metrics = jax.tree.map(lambda x: x[:, -1], history)  # [P]
             if step % config.train.log_every == 0 or step == num_steps:
                 rate = (step - step_start) / max(time.perf_counter() - t_start, 1e-9)
                 eta = (num_steps - step) / max(rate, 1e-9)
                 logging.info('iteration %d/%d  %.1f it/s  ETA %s  %s', step, num_steps, rate,
                              time.strftime('%H:%M:%S', time.gmtime(eta)),
-                             '  '.join(f'{k}={float(v):.4f}' for k, v in sorted(metrics.items())
-                                       if k.endswith('loss')))
-                if primary:
-                    report.append_jsonl(metrics_path, {'step': step, 'iterations_per_s': rate,
-                                                       **metrics})
-                tb.scalars(step, metrics, 'train/')
-            if step in config.eval.snapshot_steps and primary:
-                run.experiment.snapshot(jax.device_get(state.params), config,
-                                        jax.random.fold_in(run.eval_key, 0), workdir, step, tb)
+                             '  '.join(f'{k}={float(np.mean(v)):.4f}'
+                                       for k, v in sorted(metrics.items()) if k.endswith('loss')))
+                members.log(step, metrics, rate)
+            if step in config.eval.snapshot_steps and members.primary:
+                params = jax.device_get(state.params)
+                for i, (c, workdir, tb) in enumerate(zip(run.configs, members.workdirs,
+                                                         members.tbs, strict=True)):
+                    run.experiment.snapshot(jax.tree.map(lambda x, i=i: x[i], params), c,
+                                            jax.random.fold_in(run.eval_keys[i], 0), workdir,
+                                            step, tb)
             if config.checkpoint.every and step % config.checkpoint.every == 0:
-                ckpt.save(step, state)
-    ckpt.save(step, state, force=True)
-    ckpt.wait()
+                members.save(step, state)
+    members.save(step, state, force=True)
+    members.wait()
     return state, trained
 
 
 def evaluate(run: Run, params, workdir: str, step: int,
-             tb: report.TensorBoard | None = None) -> dict:
-    """Runs the experiment's evaluation on `params` (trained `step` iterations) and writes
-    results.json, a metrics.jsonl row, report.md and TensorBoard scalars."""
+             tb: report.TensorBoard | None = None, member: int = 0) -> dict:
+    """Runs the experiment's evaluation on member `member`'s `params` (trained `step` iterations)
+    and writes results.json, a metrics.jsonl row, report.md and TensorBoard scalars."""
     t0 = time.perf_counter()
-    results, figs, text = run.experiment.evaluate(params, run.config, run.mnist, run.eval_key,
-                                                  workdir)
-    results = {'experiment': run.config.experiment, 'step': step,
+    config = run.configs[member]
+    results, figs, text = run.experiment.evaluate(params, config, run.mnist,
+                                                  run.eval_keys[member], workdir)
+    results = {'experiment': config.experiment, 'step': step,
                'eval_seconds': time.perf_counter() - t0,
                **({'data': run.mnist.description} if run.mnist else {}), **results}
     report.write_json(os.path.join(workdir, 'results.json'), results)
     report.append_jsonl(os.path.join(workdir, 'metrics.jsonl'), {'eval': results, 'step': step})
-    report.write_report(workdir, f'{run.config.experiment} results', results, figs, text)
+    report.write_report(workdir, f'{config.experiment} results', results, figs, text)
     if tb is not None:
         tb.scalars(step, dict(report.scalars(results)), 'eval/')
     if text:
@@ -328,4 +444,3 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> dict
         raise checkpoints.CheckpointError(f'no checkpoint to evaluate in {workdir}/checkpoints')
     logging.info('evaluating the checkpoint of iteration %d', step)
     return evaluate(run, jax.device_get(state.params), workdir, step)
-
