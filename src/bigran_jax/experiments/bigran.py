@@ -186,9 +186,12 @@ def evaluate(params, config, mnist, key, workdir) -> tuple[dict, list, str]:
 
     clf = common.judge(config, mnist)
     results = common.sample_metrics(clf, mnist, generated)
-    pred_test = clf.predict(test_x)[0].argmax(-1)
-    pred_rec = clf.predict(canvases[:, -1])[0].argmax(-1)
+    probs_test, features_test = clf.predict(test_x)
+    judged = [clf.predict(canvases[:, s]) for s in range(t)]  # (probs, features) per step
+    pred_rec = judged[-1][0].argmax(-1)
     step_error = metrics.per_step_error(canvases, test_x)
+    # How much each step's canvas looks like MNIST: it should fall as the canvas sharpens.
+    step_frechet = [metrics.frechet_distance(f, features_test) for _, f in judged]
     encode_mu = jax.jit(lambda x: net.encode(params, x, jax.random.key(0))[1].reshape(len(x), -1))
     train_x = mnist.train_images.reshape(-1, IMAGE_SIZE).astype(np.float32) / 255.0
     nn_acc = metrics.nearest_neighbour_accuracy(
@@ -196,12 +199,16 @@ def evaluate(params, config, mnist, key, workdir) -> tuple[dict, list, str]:
         _batched(encode_mu, test_x[:mnist.test_images.shape[0]]),
         test_y[:mnist.test_images.shape[0]])
     results.update({
-        'num_samples': n, 'class_agreement': metrics.class_agreement(pred_test, pred_rec),
+        'num_samples': n,
+        'class_agreement': metrics.class_agreement(probs_test.argmax(-1), pred_rec),
         'step_error': [float(e) for e in step_error], 'step_error_last': float(step_error[-1]),
+        'step_frechet': step_frechet,
         'nearest_neighbour_accuracy': nn_acc})
     text = (f"{results['modes_covered']} modes, KL to uniform {results['kl_to_uniform']:.4f}, "
             f"Frechet distance {results['frechet_distance']:.3f}\n"
             f"reconstruction class agreement {results['class_agreement']:.4f}, "
             f"1-NN accuracy on encoder means {nn_acc:.4f}\n"
-            f"per-step reconstruction MSE {' '.join(f'{e:.4f}' for e in step_error)}")
+            f"per-step reconstruction MSE {' '.join(f'{e:.4f}' for e in step_error)}\n"
+            f"per-step Frechet distance of the canvases to the test images "
+            f"{' '.join(f'{e:.1f}' for e in step_frechet)}")
     return results, figs, text
