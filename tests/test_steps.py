@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from bigran_jax import steps
-from bigran_jax.experiments import bigran
+from bigran_jax.experiments import bigran, rdgan
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, 'configs'))
@@ -73,6 +73,22 @@ def test_gradients_reach_encoder_and_decoder_from_every_steps_logits():
         grads = jax.grad(step_logit)(params['g'], s)
         for part in ('encoder', 'decoder'):
             assert float(jax.tree.reduce(lambda a, b: a + jnp.abs(b).sum(), grads[part], 0.0)) > 0
+
+
+def test_unrolled_recurrences_compute_what_the_scanned_ones_do():
+    """`model.unroll` (the fast path) changes how XLA runs the LSTMs, not what they compute: same
+    params, batch and key give the same losses and gradients, for BiGRAN and the RD-GAN."""
+    for small, experiment in ((small_bigran, bigran), (small_rdgan, rdgan)):
+        out = []
+        for unroll in (1, 16):
+            c = small()
+            c.model.unroll = unroll
+            game, _, state, _, batch = setup(c, experiment)
+            out.append([jax.grad(game.loss(p), has_aux=True)(
+                state.params[p], state.params['g' if p == 'd' else 'd'], batch,
+                jax.random.key(5)) for p in ('d', 'g')])
+        jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-5, atol=1e-6), *out)
+        assert float(out[0][0][1]['d_loss']) > 0  # the losses compared are real numbers
 
 
 def test_reconstruct_is_deterministic_per_key_and_varies_across_keys():

@@ -113,6 +113,7 @@ def test_bigran_end_to_end_writes_figures_and_arrays(tmp_path, mnist_dir, judge_
         assert out[name].shape == (20, 28, 28) and out[name].dtype == np.float32
     np.testing.assert_array_equal(out['reconstructions'], out['canvases'][:, -1])
     assert len(results['step_error']) == 3
+    assert len(results['step_frechet']) == 3
     assert 0.0 <= results['nearest_neighbour_accuracy'] <= 1.0
     for fig in ('samples.png', 'reconstructions.png', 'canvas_steps.png'):
         assert (tmp_path / fig).exists()
