@@ -129,7 +129,8 @@ def test_rollback_lowers_the_learning_rates_and_finishes(healthy, resumed, tmp_p
     # The same as going on from iteration 4 at the lowered rate in the first place.
     straight = tmp_path / 'straight'
     shutil.copytree(healthy[0], straight)
-    train.train_and_evaluate(toy(train__d_lr=lr * factor, train__num_steps=8), str(straight))
+    train.train_and_evaluate(toy(train__d_lr=lr * factor, train__g_lr=config.train.g_lr * factor,
+                                 train__num_steps=8), str(straight))
     assert_identical(state, restore(straight, config)[0])
 
 

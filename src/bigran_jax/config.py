@@ -63,8 +63,9 @@ def base_config() -> ml_collections.ConfigDict:
 
     # Sweep members: a tuple of (config path, values) pairs; the members are their product.
     c.sweep = ()
-    # Train sweep members that differ only in `seed` as one population: one compiled program over
-    # their stacked states (see bigran_jax.train.Run). False: one after another.
+    # Train sweep members that differ only in `seed` and optimiser numbers (POPULATION_FREE) as
+    # one population: one compiled program over their stacked states (see bigran_jax.train.Run).
+    # False: one after another.
     c.population = True
     return c
 
@@ -98,10 +99,21 @@ def validate(config: ml_collections.ConfigDict) -> None:
         need(len(values) > 0, 'sweep', f'{path} has no values')
 
 
+# What members of one population may differ in: the seed, and the optimiser's numbers, which live
+# in each member's optimiser state rather than in the compiled program.
+POPULATION_FREE = ('seed', 'train.d_lr', 'train.g_lr', 'train.d_decay', 'train.g_decay',
+                   'train.adam_b1')
+
+
 def population_key(config) -> str:
-    """Everything in `config` but its seed: configs with the same key make one program."""
+    """Everything in `config` but `POPULATION_FREE`: configs with the same key make one program."""
     fields = config.to_dict()
-    del fields['seed']
+    for path in POPULATION_FREE:
+        *parents, leaf = path.split('.')
+        node = fields
+        for p in parents:
+            node = node[p]
+        del node[leaf]
     return json.dumps(fields, sort_keys=True, default=repr)
 
 

@@ -1,9 +1,10 @@
 """Sweeps as data: `config.sweep` lists (config path, values) pairs and the members are their
 product, each trained in its own sub-workdir; `summary.md` collects their results in one table.
 
-Members that differ only in `seed` (same shapes, same program) train together as one population
-(`train.train_population`) unless `config.population` is False; members that change anything
-else, such as model.k, run one after another.
+Members that differ only in `seed` and the optimiser's numbers (`config.POPULATION_FREE`: same
+shapes, same program) train together as one population (`train.train_population`) unless
+`config.population` is False; members that change anything else, such as model.k, run one after
+another.
 """
 
 from __future__ import annotations
@@ -47,8 +48,9 @@ def members(config: ml_collections.ConfigDict) -> dict[str, ml_collections.Confi
 
 
 def populations(ms: dict[str, ml_collections.ConfigDict]) -> list[list[str]]:
-    """The members' names grouped as they train: members whose configs differ only in `seed`
-    together (when their `population` is on), any other member alone; in member order."""
+    """The members' names grouped as they train: members whose configs differ only in
+    `config.POPULATION_FREE` together (when their `population` is on), any other member alone;
+    in member order."""
     groups = {}
     for name, member in ms.items():
         key = config_lib.population_key(member) if member.population else name

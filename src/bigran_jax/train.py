@@ -44,21 +44,27 @@ USER_ERRORS = (config_lib.ConfigError, data_lib.DataError, checkpoints.Checkpoin
                DivergenceError)
 
 
+def hyperparams(train: ml_collections.ConfigDict, lr_scale: float = 1.0) -> dict:
+    """Each player's optimiser numbers (`steps.keras_decay_adam`'s arguments)."""
+    return {p: {'learning_rate': train[f'{p}_lr'] * lr_scale, 'decay': train[f'{p}_decay'],
+                'b1': train.adam_b1} for p in ('d', 'g')}
+
+
 def make_optimizers(train: ml_collections.ConfigDict, lr_scale: float = 1.0) -> dict:
-    b1 = train.adam_b1
-    return {'d': steps.keras_decay_adam(train.d_lr * lr_scale, train.d_decay, b1),
-            'g': steps.keras_decay_adam(train.g_lr * lr_scale, train.g_decay, b1)}
+    return {p: steps.keras_decay_adam(**h) for p, h in hyperparams(train, lr_scale).items()}
 
 
 class Run:
     """What configs build before training: the experiment, data, mesh, game, optimisers, keys and
     the compiled step. Built once per run; everything in it is derived from the configs.
 
-    One config is one run. Several configs that differ only in `seed` are a *population*: its
-    members train together in one compiled program, their states stacked on a leading member axis
-    (`[P, ...]`; a single run is a population of one), each with the keys its own seed gives, so
-    that member i trains exactly as a run of `configs[i]` alone. Every device holds every member
-    and trains its share of each member's batch (the same per-device program as a run alone).
+    One config is one run. Several configs that differ only in `seed` and the optimiser's numbers
+    (`config_lib.POPULATION_FREE`) are a *population*: its members train together in one compiled
+    program, their states stacked on a leading member axis (`[P, ...]`; a single run is a
+    population of one), each with the keys its own seed gives and its own learning rates in its
+    optimiser state, so that member i trains exactly as a run of `configs[i]` alone. Every device
+    holds every member and trains its share of each member's batch (the same per-device program
+    as a run alone).
     """
 
     def __init__(self, *configs: ml_collections.ConfigDict):
@@ -67,7 +73,8 @@ class Run:
         for c in configs:
             config_lib.validate(c)
         if len({config_lib.population_key(c) for c in configs}) > 1:
-            raise ValueError('the members of a population may differ only in their seed')
+            raise ValueError('the members of a population may differ only in '
+                             f'{", ".join(config_lib.POPULATION_FREE)}')
         config = configs[0]
         self.configs = configs
         self.config = config
@@ -95,8 +102,8 @@ class Run:
 
     def init_state(self) -> steps.TrainState:
         """The members' initial states, stacked `[P, ...]` and replicated over the mesh."""
-        state = jax.jit(jax.vmap(self._init))(self.init_keys)
-        return parallel.replicate(jax.device_get(state), self.mesh)
+        state = jax.device_get(jax.jit(jax.vmap(self._init))(self.init_keys))
+        return parallel.replicate(self._with_hyperparams(state), self.mesh)
 
     def abstract_state(self) -> steps.TrainState:
         """Shapes, dtypes and placement (replicated over the mesh) of one member's state, computed
@@ -105,9 +112,22 @@ class Run:
         return parallel.replicated(jax.eval_shape(self._init, self.init_keys[0]), self.mesh)
 
     def stack(self, member_states: list) -> steps.TrainState:
-        """Member states (as restored from their checkpoints) -> the population state."""
+        """Member states (as restored from their checkpoints) -> the population state, with the
+        configs' optimiser numbers (learning rates times `lr_scale`)."""
         host = [jax.device_get(s) for s in member_states]
-        return parallel.replicate(jax.tree.map(lambda *xs: np.stack(xs), *host), self.mesh)
+        state = jax.tree.map(lambda *xs: np.stack(xs), *host)
+        return parallel.replicate(self._with_hyperparams(state), self.mesh)
+
+    def _with_hyperparams(self, state: steps.TrainState) -> steps.TrainState:
+        """`state` (on the host, `[P, ...]`) with each member's optimiser numbers set from its
+        config and the current `lr_scale`."""
+        numbers = [hyperparams(c.train, self.lr_scale) for c in self.configs]
+        opt_state = dict(state.opt_state)
+        for p, player_state in opt_state.items():
+            opt_state[p] = player_state._replace(hyperparams={
+                name: np.asarray([n[p][name] for n in numbers], np.float32)
+                for name in player_state.hyperparams})
+        return state.replace(opt_state=opt_state)
 
     def unstack(self, state: steps.TrainState) -> list[steps.TrainState]:
         """The population state -> each member's state (still on the mesh), in one dispatch."""
@@ -126,13 +146,9 @@ class Run:
         return self._steps[num]
 
     def scale_learning_rates(self, scale: float) -> None:
-        """Rebuilds the optimisers with both learning rates `scale` times the config's. Their
-        state keeps its structure (Adam's moments and update count carry on); the compiled steps,
-        which hold the old rates as constants, are dropped."""
-        if scale != self.lr_scale:
-            self.lr_scale = scale
-            self.tx = make_optimizers(self.config.train, scale)
-            self._steps = {}
+        """Sets the learning rates that `init_state` and `stack` put in the optimiser states
+        (Adam's moments and update count carry on) to `scale` times the configs'."""
+        self.lr_scale = scale
 
     def checkpointer(self, workdir: str, member: int = 0) -> checkpoints.Checkpointer:
         config = self.configs[member]
@@ -326,11 +342,11 @@ def _resume(run: Run, members: _Members, restored: list[tuple]) -> steps.TrainSt
 def _roll_back(run: Run, members: _Members, problem: str) -> steps.TrainState:
     """Restores the last good checkpoints (the initial state if there are none) and multiplies
     the learning rates by `train.rollback_lr_factor`; logs it and records it in metrics.jsonl."""
+    rollbacks = members.meta['rollbacks'] + 1
+    members.set_lr_scale(run.lr_scale * run.config.train.rollback_lr_factor, rollbacks)
     restored = members.restore()
     step = restored[0][1] or 0
     state = run.init_state() if restored[0][0] is None else run.stack([s for s, _ in restored])
-    rollbacks = members.meta['rollbacks'] + 1
-    members.set_lr_scale(run.lr_scale * run.config.train.rollback_lr_factor, rollbacks)
     logging.warning('%s; rollback %d of %d: back to iteration %d with learning rates x%g',
                     problem, rollbacks, run.config.train.max_rollbacks, step, run.lr_scale)
     if members.primary:
