@@ -7,12 +7,13 @@ stored, a resumed run continues exactly as an uninterrupted one would.
 Divergence: after every compiled chunk the loop checks each iteration's losses, gradient norms and
 parameter norms (a parameter norm is non-finite as soon as one parameter is). The first non-finite
 one stops the run before anything is saved (`train.on_divergence = 'stop'`), or sends it back to
-the last checkpoint with lower learning rates (`'rollback'`); the learning-rate scale is saved with
-every checkpoint, so a run resumed after a rollback continues exactly too.
+the last checkpoint with lower learning rates (`'rollback'`); the rates live in the optimiser
+state and their scale in every checkpoint's metadata, so a run resumed after a rollback continues
+exactly too.
 
-The same loop trains a population (`train_population`): members that differ only in their seed,
-stepped together by one compiled program, each member checkpointed, logged and evaluated in its own
-workdir as if it had run alone.
+The same loop trains a population (`train_population`): members that differ only in seed and
+optimiser numbers, stepped together by one compiled program, each member checkpointed, logged and
+evaluated in its own workdir as if it had run alone.
 """
 
 from __future__ import annotations
@@ -287,9 +288,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
 
 def train_population(configs: list[ml_collections.ConfigDict], workdirs: list[str]) -> list[dict]:
-    """Trains configs that differ only in `seed` as one population (see `Run`), member i in
-    `workdirs[i]` exactly as `train_and_evaluate(configs[i], workdirs[i])` would; returns each
-    member's evaluation results.
+    """Trains configs that differ only in `seed` and optimiser numbers as one population (see
+    `Run`), member i in `workdirs[i]` exactly as `train_and_evaluate(configs[i], workdirs[i])`
+    would; returns each member's evaluation results.
 
     Each member's workdir is a run's workdir: its config, checkpoints (so a member resumes, or is
     evaluated, alone or in a population alike), metrics, figures and results.
