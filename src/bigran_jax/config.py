@@ -61,7 +61,8 @@ def base_config() -> ml_collections.ConfigDict:
     c.eval.snapshot_steps = ()  # iterations after which a sample grid is saved
     c.eval.classifier = ''  # path of the MNIST judge; '' = the cache (trained if missing)
 
-    # Sweep members: a tuple of (config path, values) pairs; the members are their product.
+    # Sweep members: a tuple of (config path, values) pairs; the members are their product. A
+    # pair may set several fields together: ((path, path, ...), ((value, value, ...), ...)).
     c.sweep = ()
     # Train sweep members that differ only in `seed` as one population: one compiled program over
     # their stacked states (see bigran_jax.train.Run). False: one after another.
@@ -94,8 +95,13 @@ def validate(config: ml_collections.ConfigDict) -> None:
          'must be in (0, 1)')
     need(config.train.max_rollbacks >= 0, 'train.max_rollbacks', 'must be >= 0')
     for path, values in config.sweep:
-        config_get(config, path)  # raises on an unknown key
+        paths = (path,) if isinstance(path, str) else tuple(path)
+        for p in paths:
+            config_get(config, p)  # raises on an unknown key
         need(len(values) > 0, 'sweep', f'{path} has no values')
+        if len(paths) > 1:
+            need(all(len(v) == len(paths) for v in values), 'sweep',
+                 f'every value of {path} must list {len(paths)} values, one per path')
 
 
 def population_key(config) -> str:
