@@ -10,7 +10,10 @@ import json
 
 import ml_collections
 
-EXPERIMENTS = ('toy', 'rdgan', 'bigran')
+EXPERIMENTS = ('toy', 'rdgan', 'bigran', 'synthetic')
+# The 2-D mixture benchmark's discriminators (bigran_jax.experiments.synthetic); the last two read
+# one sample at a time, so they take model.k = 1 only.
+SYNTHETIC_STRATEGIES = ('recurrent', 'packing', 'plain', 'minibatch')
 
 
 class ConfigError(ValueError):
@@ -94,6 +97,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
     need(0 < config.train.rollback_lr_factor < 1, 'train.rollback_lr_factor',
          'must be in (0, 1)')
     need(config.train.max_rollbacks >= 0, 'train.max_rollbacks', 'must be >= 0')
+    if config.experiment == 'synthetic':
+        _check_synthetic(config, need)
     for path, values in config.sweep:
         paths = (path,) if isinstance(path, str) else tuple(path)
         for p in paths:
@@ -102,6 +107,18 @@ def validate(config: ml_collections.ConfigDict) -> None:
         if len(paths) > 1:
             need(all(len(v) == len(paths) for v in values), 'sweep',
                  f'every value of {path} must list {len(paths)} values, one per path')
+
+
+def _check_synthetic(config, need) -> None:
+    """The keys only the 2-D mixture benchmark has (configs/ring.py, configs/grid.py)."""
+    strategy = config_get(config, 'model.strategy')
+    need(config_get(config, 'data.mixture') in ('ring', 'grid'), 'data.mixture',
+         "must be 'ring' or 'grid'")
+    need(strategy in SYNTHETIC_STRATEGIES, 'model.strategy',
+         f'must be one of {SYNTHETIC_STRATEGIES}')
+    need(config.model.k == 1 or strategy in ('recurrent', 'packing'), 'model.k',
+         f"must be 1 with model.strategy='{strategy}' (it scores one sample at a time); "
+         "'packing' or 'recurrent' read groups of k")
 
 
 def population_key(config) -> str:
