@@ -10,7 +10,10 @@ import json
 
 import ml_collections
 
-EXPERIMENTS = ('toy', 'rdgan', 'bigran')
+EXPERIMENTS = ('toy', 'rdgan', 'bigran', 'synthetic')
+# The 2-D mixture benchmark's discriminators (bigran_jax.experiments.synthetic); the last two read
+# one sample at a time, so they take model.k = 1 only.
+SYNTHETIC_STRATEGIES = ('recurrent', 'packing', 'plain', 'minibatch')
 
 
 class ConfigError(ValueError):
@@ -61,7 +64,8 @@ def base_config() -> ml_collections.ConfigDict:
     c.eval.snapshot_steps = ()  # iterations after which a sample grid is saved
     c.eval.classifier = ''  # path of the MNIST judge; '' = the cache (trained if missing)
 
-    # Sweep members: a tuple of (config path, values) pairs; the members are their product.
+    # Sweep members: a tuple of (config path, values) pairs; the members are their product. A
+    # pair may set several fields together: ((path, path, ...), ((value, value, ...), ...)).
     c.sweep = ()
     # Train sweep members that differ only in `seed` and optimiser numbers (POPULATION_FREE) as
     # one population: one compiled program over their stacked states (see bigran_jax.train.Run).
@@ -94,9 +98,28 @@ def validate(config: ml_collections.ConfigDict) -> None:
     need(0 < config.train.rollback_lr_factor < 1, 'train.rollback_lr_factor',
          'must be in (0, 1)')
     need(config.train.max_rollbacks >= 0, 'train.max_rollbacks', 'must be >= 0')
+    if config.experiment == 'synthetic':
+        _check_synthetic(config, need)
     for path, values in config.sweep:
-        config_get(config, path)  # raises on an unknown key
+        paths = (path,) if isinstance(path, str) else tuple(path)
+        for p in paths:
+            config_get(config, p)  # raises on an unknown key
         need(len(values) > 0, 'sweep', f'{path} has no values')
+        if len(paths) > 1:
+            need(all(len(v) == len(paths) for v in values), 'sweep',
+                 f'every value of {path} must list {len(paths)} values, one per path')
+
+
+def _check_synthetic(config, need) -> None:
+    """The keys only the 2-D mixture benchmark has (configs/ring.py, configs/grid.py)."""
+    strategy = config_get(config, 'model.strategy')
+    need(config_get(config, 'data.mixture') in ('ring', 'grid'), 'data.mixture',
+         "must be 'ring' or 'grid'")
+    need(strategy in SYNTHETIC_STRATEGIES, 'model.strategy',
+         f'must be one of {SYNTHETIC_STRATEGIES}')
+    need(config.model.k == 1 or strategy in ('recurrent', 'packing'), 'model.k',
+         f"must be 1 with model.strategy='{strategy}' (it scores one sample at a time); "
+         "'packing' or 'recurrent' read groups of k")
 
 
 # What members of one population may differ in: the seed, and the optimiser's numbers, which live

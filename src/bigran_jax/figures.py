@@ -1,4 +1,4 @@
-"""Figures: image grids like the paper's (PNG via Pillow) and line plots (matplotlib)."""
+"""Figures: image grids like the paper's (PNG via Pillow); line and scatter plots (matplotlib)."""
 
 from __future__ import annotations
 
@@ -53,6 +53,30 @@ def save_line_plot(path: str, x, curves: dict, *, xlabel: str, ylabel: str, titl
         ax.set_yscale('log')
     ax.grid(alpha=0.3)
     ax.legend()
+    fig.tight_layout()
+    tmp = f'{path}.tmp.png'
+    fig.savefig(tmp)
+    plt.close(fig)
+    os.replace(tmp, path)
+    return path
+
+
+def save_scatter(path: str, points, *, marks=None, lim: float, title: str) -> str:
+    """`points` `[N, 2]` as small translucent dots, `marks` `[M, 2]` (e.g. mode centres) as red
+    crosses, on the square [-lim, lim]^2, written as PNG."""
+    import matplotlib
+
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    points = np.asarray(points)
+    fig, ax = plt.subplots(figsize=(4.5, 4.5), dpi=120)
+    ax.scatter(points[:, 0], points[:, 1], s=4, c='black', alpha=0.3, linewidths=0)
+    if marks is not None:
+        marks = np.asarray(marks)
+        ax.scatter(marks[:, 0], marks[:, 1], s=30, c='red', marker='x', linewidths=1)
+    ax.set(xlim=(-lim, lim), ylim=(-lim, lim), xlabel='$x_1$', ylabel='$x_2$', title=title)
+    ax.set_aspect('equal')
     fig.tight_layout()
     tmp = f'{path}.tmp.png'
     fig.savefig(tmp)

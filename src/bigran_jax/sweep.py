@@ -1,5 +1,7 @@
 """Sweeps as data: `config.sweep` lists (config path, values) pairs and the members are their
 product, each trained in its own sub-workdir; `summary.md` collects their results in one table.
+A pair can also tie several fields together, `((path_a, path_b), ((a1, b1), (a2, b2)))`: its
+values are tuples, one entry per path, and only the listed combinations are made.
 
 Members that differ only in `seed` and the optimiser's numbers (`config.POPULATION_FREE`: same
 shapes, same program) train together as one population (`train.train_population`) unless
@@ -27,8 +29,12 @@ def members(config: ml_collections.ConfigDict) -> dict[str, ml_collections.Confi
     if not config.sweep:
         return {'': config}
     out = {}
-    paths = [p for p, _ in config.sweep]
-    for values in itertools.product(*[v for _, v in config.sweep]):
+    # Every axis as (paths, values), each value a tuple with one entry per path.
+    axes = [((p,), [(v,) for v in vs]) if isinstance(p, str) else (tuple(p), [tuple(v) for v in vs])
+            for p, vs in config.sweep]
+    paths = [p for ps, _ in axes for p in ps]
+    for combination in itertools.product(*[vs for _, vs in axes]):
+        values = [v for vs in combination for v in vs]
         member = ml_collections.ConfigDict(config.to_dict())
         member.sweep = ()
         for path, value in zip(paths, values, strict=True):

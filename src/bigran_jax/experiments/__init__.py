@@ -1,11 +1,13 @@
-"""The three experiments of the paper. Each module provides the same few names:
+"""The three experiments of the paper, and PacGAN's 2-D mode-collapse benchmark (`synthetic`).
+Each module provides the same few names:
 
 - `NEEDS_DATA`: whether it trains on MNIST.
+- `SUMMARY_COLUMNS`: the results a sweep's summary.md tabulates.
 - `make_game(config) -> steps.Game`: its players' initialisation, batch sampler and losses.
 - `evaluate(params, config, mnist, key, workdir) -> (results, figure paths, text)`.
 - `snapshot(params, config, key, workdir, step, tb)`: a sample grid during training.
 """
 
-from bigran_jax.experiments import bigran, rdgan, toy
+from bigran_jax.experiments import bigran, rdgan, synthetic, toy
 
-EXPERIMENTS = {'toy': toy, 'rdgan': rdgan, 'bigran': bigran}
+EXPERIMENTS = {'toy': toy, 'rdgan': rdgan, 'bigran': bigran, 'synthetic': synthetic}

@@ -1,0 +1,59 @@
+"""PacGAN's 2-D grid: 25 Gaussians (std 0.05), 5 x 5, spacing 2 (docs/pacgan_2d_protocol.md).
+
+  python launch.py --config=configs/grid.py --workdir=runs/grid          # every row x 5 seeds
+  python launch.py --config=configs/grid.py --workdir=runs/grid_pac4 --config.sweep='()' \
+      --config.model.strategy=packing --config.model.k=4 --config.train.batch_size=400
+
+Sources: `2DGrid_GAN&PacGAN/config.py` (PC) and `pacgan_task.py` (PT) in PacGAN's
+`synthetic_data_experiments/`. configs/ring.py is this file with the ring's mixture.
+
+The sweep is one row per discriminator, not a product of strategies and k: 'plain' and
+'minibatch' score one sample at a time (k = 1 only), and PacGAN's batch is 100 *groups*, so the
+batch in samples grows with k. Each row therefore sets strategy, k and batch together (a tied
+sweep axis); 'plain' is PacGAN's GAN row (packing with k = 1 is the same network), and
+'recurrent' with k = 1 is the recurrent discriminator's own one-sample baseline. The 5 seeds of a
+row train as one population.
+"""
+
+from bigran_jax.config import base_config
+
+ROWS = (  # (model.strategy, model.k, train.batch_size = 100 groups of k)
+    ('plain', 1, 100), ('minibatch', 1, 100),
+    ('packing', 2, 200), ('packing', 3, 300), ('packing', 4, 400),
+    ('recurrent', 1, 100), ('recurrent', 2, 200), ('recurrent', 3, 300), ('recurrent', 4, 400))
+
+
+def get_config():
+    c = base_config()
+    c.experiment = 'synthetic'
+    c.data.mixture = 'grid'  # PC MEANS: (i, j), i, j in -4, -2, 0, 2, 4, equal weights
+    c.data.std = 0.05  # PC VARIANCES: 0.05 ** 2 * I
+    c.model.strategy = 'packing'  # 'plain' | 'packing' | 'recurrent' | 'minibatch' (not in PacGAN)
+    c.model.k = 4  # PC num_packing: 1..4
+    c.model.latent = 2  # PC num_zdim 2, z ~ N(0, I) (num_zmode 1, z_mode_r 0, z_mode_std 1)
+    c.model.g_hidden = 400  # PC gen_hidden_size; PT: Dense without bias, batch norm, ReLU
+    c.model.g_layers = 4  # PT decoder: 4 hidden layers, then Dense 2 with bias
+    c.model.d_hidden = 200  # PC disc_hidden_size
+    c.model.d_layers = 3  # PT discriminator: 3 LinearMaxout layers, then Linear 1
+    c.model.maxout_pieces = 5  # PC disc_maxout_pieces
+    c.model.init_std = 0.02  # PC weights_init_std: N(0, 0.02^2) weights, zero biases
+    c.model.lstm_hidden = 200  # 'recurrent' only: LSTM units, the maxout layers' width
+    c.model.mb_kernels = 100  # 'minibatch' only: B kernels of C numbers, Salimans et al.'s
+    c.model.mb_kernel_dim = 5  # MNIST model (improved-gan, MinibatchLayer(num_kernels=100))
+    c.train.num_steps = 400_000  # PC num_epoch 400 x (num_sample 100,000 / batch_size 100)
+    c.train.batch_size = 400  # PC batch_size: 100 groups of k (100 * k samples per side)
+    c.train.d_steps = 1  # one update each per iteration; PacGAN updates both simultaneously on
+    c.train.g_steps = 1  # one batch (ALI's ali_algorithm), this loop alternates on fresh batches
+    c.train.d_lr = c.train.g_lr = 1e-4  # PC learning_rate (Adam)
+    c.train.d_decay = c.train.g_decay = 0.0  # constant learning rate
+    c.train.adam_b1 = 0.8  # PC beta1 (beta2 0.999, eps 1e-8: Blocks' and optax's defaults)
+    c.train.real_label = 1.0  # no label smoothing (PacGAN.compute_losses)
+    c.train.iterations_per_call = 500
+    c.train.log_every = 10_000
+    c.checkpoint.every = 50_000
+    c.eval.num_samples = 2500  # num_log_figure_sample: samples the metrics are computed on
+    c.eval.threshold = 3.0  # MetricLogger dis_thre: high quality within 3 stds of a mode
+    c.eval.snapshot_steps = (10_000, 100_000)
+    c.sweep = ((('model.strategy', 'model.k', 'train.batch_size'), ROWS),
+               ('seed', (0, 1, 2, 3, 4)))
+    return c

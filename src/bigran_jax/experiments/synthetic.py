@@ -1,0 +1,253 @@
+"""PacGAN's 2-D mode-collapse benchmark (Lin et al. 2018): 8 Gaussians on a ring or 25 on a grid,
+PacGAN's generator, and four ways for its discriminator to look at several samples.
+
+Protocol and deviations: docs/pacgan_2d_protocol.md. The generator is PacGAN's: z ~ N(0, I_2) ->
+4 x (Dense 400 without bias, batch norm, ReLU) -> Dense 2. So is the base discriminator: 3 maxout
+layers (200 units x 5 pieces) -> Dense 1. `model.strategy` picks what the discriminator reads.
+
+Shapes: every discriminator takes samples `[B, 2]`, `B = G * k`, read as G groups of k consecutive
+samples (sample `g * k + j` is position j of group g), and returns
+
+- 'plain' (k = 1): `[B]`, one logit per sample.
+- 'packing' (PacGAN): `[G]`, one logit per group; a group's k samples are concatenated into one
+  `[2k]` input of the base network.
+- 'recurrent': `[B]`, sample `g * k + j` scored at position j. Each sample goes through the base
+  network's maxout layers; a forward LSTM across the group (`models.GroupDiscriminator`) then gives
+  a logit at every position, so position j sees samples 0..j of its group and nothing later.
+- 'minibatch' (k = 1): `[B]`, one logit per sample, with minibatch discrimination (Salimans et al.
+  2016) between the maxout layers and the last layer.
+
+Losses are PacGAN's: binary cross-entropy on every logit, non-saturating for the generator. The
+recurrent discriminator's loss thus averages over every position, as the RD-GAN's does.
+
+The generator makes position j of every group in one batch-norm batch, separately for each j, as
+PacGAN calls its generator once per packing slot. Real samples are drawn on device from explicit
+keys (`NEEDS_DATA` is False).
+"""
+
+from __future__ import annotations
+
+import os
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from bigran_jax import figures, mixtures
+from bigran_jax.losses import bce, l1_penalty
+from bigran_jax.models import GroupDiscriminator
+from bigran_jax.steps import Game
+
+NEEDS_DATA = False
+SUMMARY_COLUMNS = ['modes_captured', 'high_quality', 'reverse_kl']
+DIM = 2  # the samples' dimension
+
+
+def _normal(std: float):
+    return nn.initializers.normal(stddev=std)
+
+
+class BatchNorm(nn.Module):
+    """Batch normalisation over the rows of `[n, features]` with the batch's own statistics, as
+    Blocks' `BatchNormalization` in training mode: biased variance plus `epsilon`, learned scale
+    and shift starting at 1 and 0. It keeps no running averages (see the protocol's deviations)."""
+
+    epsilon: float = 1e-4
+
+    @nn.compact
+    def __call__(self, h):
+        scale = self.param('scale', nn.initializers.ones, (h.shape[-1],))
+        shift = self.param('shift', nn.initializers.zeros, (h.shape[-1],))
+        mean = h.mean(0)
+        var = jnp.square(h - mean).mean(0)
+        return (h - mean) * jax.lax.rsqrt(var + self.epsilon) * scale + shift
+
+
+class Generator(nn.Module):
+    """PacGAN's generator: `z` `[n, latent]` -> samples `[n, 2]`, batch norm over the n rows."""
+
+    hidden: int = 400
+    layers: int = 4
+    init_std: float = 0.02
+
+    @nn.compact
+    def __call__(self, z):
+        h = z
+        for _ in range(self.layers):
+            h = nn.Dense(self.hidden, use_bias=False, kernel_init=_normal(self.init_std))(h)
+            h = nn.relu(BatchNorm()(h))
+        return nn.Dense(DIM, kernel_init=_normal(self.init_std))(h)
+
+
+class Maxout(nn.Module):
+    """Dense to `features * pieces` units, then the max over each unit's `pieces`."""
+
+    features: int
+    pieces: int
+    init_std: float
+
+    @nn.compact
+    def __call__(self, x):
+        h = nn.Dense(self.features * self.pieces, kernel_init=_normal(self.init_std))(x)
+        return h.reshape(*h.shape[:-1], self.features, self.pieces).max(-1)
+
+
+class MinibatchFeatures(nn.Module):
+    """Minibatch discrimination (Salimans et al. 2016, section 3.2): `f` `[n, A]` -> `[n, A + B]`.
+
+    T `[A, B * C]` maps each row to B kernels of C numbers; for kernel b, row i gets
+    o_b(i) = bias_b + sum over the other rows j of exp(-|M_i,b - M_j,b|_1), and o(i) is appended
+    to f(i). As in Salimans' code, a row is not compared with itself and each kernel has a learned
+    bias; their weight normalisation and data-dependent initialisation are left out.
+    """
+
+    kernels: int = 100  # B
+    kernel_dim: int = 5  # C
+    init_std: float = 0.05
+
+    @nn.compact
+    def __call__(self, f):
+        n = f.shape[0]
+        m = nn.Dense(self.kernels * self.kernel_dim, use_bias=False,
+                     kernel_init=_normal(self.init_std), name='T')(f)
+        m = m.reshape(n, self.kernels, self.kernel_dim)
+        l1 = jnp.abs(m[:, None] - m[None, :]).sum(-1)  # [n, n, B]
+        others = (1.0 - jnp.eye(n, dtype=f.dtype))[:, :, None]
+        o = (jnp.exp(-l1) * others).sum(1) + self.param('bias', nn.initializers.zeros,
+                                                        (self.kernels,))
+        return jnp.concatenate([f, o], axis=-1)
+
+
+class Discriminator(nn.Module):
+    """The base maxout network wrapped by `strategy`; shapes in the module docstring."""
+
+    strategy: str
+    k: int = 1
+    hidden: int = 200
+    layers: int = 3
+    pieces: int = 5
+    init_std: float = 0.02
+    lstm_hidden: int = 200
+    mb_kernels: int = 100
+    mb_kernel_dim: int = 5
+    unroll: int = 1
+
+    @nn.compact
+    def __call__(self, x):
+        """`x`: `[B, 2]` samples -> logits `[B]` ('packing': `[B // k]`)."""
+        if self.strategy in ('plain', 'minibatch') and self.k != 1:
+            raise ValueError(f"strategy '{self.strategy}' scores one sample at a time: k must be 1,"
+                             f' got {self.k}')
+        if x.shape[0] % self.k:
+            raise ValueError(f'batch of {x.shape[0]} samples does not split into groups of '
+                             f'k={self.k}')
+        h = x.reshape(-1, self.k * x.shape[-1]) if self.strategy == 'packing' else x
+        for _ in range(self.layers):
+            h = Maxout(self.hidden, self.pieces, self.init_std)(h)
+        if self.strategy == 'recurrent':
+            return GroupDiscriminator(k=self.k, features=self.lstm_hidden, unroll=self.unroll,
+                                      name='group')(h)
+        if self.strategy == 'minibatch':
+            h = MinibatchFeatures(self.mb_kernels, self.mb_kernel_dim)(h)
+        return nn.Dense(1, kernel_init=_normal(self.init_std), name='out')(h)[:, 0]
+
+
+def _models(config) -> tuple[Generator, Discriminator]:
+    m = config.model
+    return (Generator(hidden=m.g_hidden, layers=m.g_layers, init_std=m.init_std),
+            Discriminator(strategy=m.strategy, k=m.k, hidden=m.d_hidden, layers=m.d_layers,
+                          pieces=m.maxout_pieces, init_std=m.init_std, lstm_hidden=m.lstm_hidden,
+                          mb_kernels=m.mb_kernels, mb_kernel_dim=m.mb_kernel_dim,
+                          unroll=m.unroll))
+
+
+def generate(gen: Generator, g_params, z, k: int = 1) -> jax.Array:
+    """Samples `[n, 2]` from noise `z` `[n, latent]`, `n = G * k`. Position j of every group (rows
+    j, k + j, 2k + j, ...) is one batch-norm batch, as PacGAN's k generator calls."""
+    n = z.shape[0]
+    slots = z.reshape(n // k, k, -1).swapaxes(0, 1)  # [k, G, latent]
+    x = jax.vmap(lambda s: gen.apply({'params': g_params}, s))(slots)
+    return x.swapaxes(0, 1).reshape(n, DIM)
+
+
+def make_game(config) -> Game:
+    gen, disc = _models(config)
+    m, t = config.model, config.train
+    means = jnp.asarray(mixtures.centres(config.data.mixture), jnp.float32)
+
+    def init(key):
+        kd, kg = jax.random.split(key)
+        return {'d': disc.init(kd, jnp.zeros((m.k, DIM)))['params'],
+                'g': gen.init(kg, jnp.zeros((2, m.latent)))['params']}
+
+    def sample(data, key, n):
+        del data
+        kx, kz = jax.random.split(key)
+        return {'real': mixtures.sample(kx, means, config.data.std, n),
+                'z': jax.random.normal(kz, (n, m.latent))}
+
+    def d_loss(d_params, g_params, batch, key):
+        del key
+        real_logits = disc.apply({'params': d_params}, batch['real'])
+        fake_logits = disc.apply({'params': d_params}, generate(gen, g_params, batch['z'], m.k))
+        # PacGAN: mean of softplus(-D(x)) + softplus(D(G(z))).
+        loss = bce(real_logits, t.real_label) + bce(fake_logits, 0.0)
+        return loss + t.d_l1 * l1_penalty(d_params), {
+            'd_loss': loss, 'd_real': jax.nn.sigmoid(real_logits).mean(),
+            'd_fake': jax.nn.sigmoid(fake_logits).mean()}
+
+    def g_loss(g_params, d_params, batch, key):
+        del key
+        fake_logits = disc.apply({'params': d_params}, generate(gen, g_params, batch['z'], m.k))
+        loss = bce(fake_logits, 1.0)  # non-saturating: mean of softplus(-D(G(z)))
+        return loss + t.g_l1 * l1_penalty(g_params), {'g_loss': loss}
+
+    return Game(init=init, sample=sample, d_loss=d_loss, g_loss=g_loss)
+
+
+def sample_generator(params, config, key, n: int) -> np.ndarray:
+    """`n` generated samples `[n, 2]` float32, in one batch-norm batch."""
+    gen, _ = _models(config)
+    z = jax.random.normal(key, (n, config.model.latent))
+    return np.asarray(jax.jit(lambda p, z: generate(gen, p, z))(params['g'], z))
+
+
+def _scatter(path: str, samples, config, title: str) -> str:
+    means = mixtures.centres(config.data.mixture)
+    return figures.save_scatter(path, samples, marks=means, lim=1.5 * np.abs(means).max(),
+                                title=title)
+
+
+def _name(config) -> str:
+    m = config.model
+    return f"{m.strategy}{f' k={m.k}' if m.strategy in ('packing', 'recurrent') else ''}"
+
+
+def snapshot(params, config, key, workdir, step, tb) -> None:
+    """A scatter plot of generated samples, `samples_<step>.png`, and the metrics in TensorBoard."""
+    samples = sample_generator(params, config, key, config.eval.num_samples)
+    _scatter(os.path.join(workdir, f'samples_{step:07d}.png'), samples, config,
+             f'{_name(config)}, iteration {step}')
+    if tb is not None:
+        out = mixtures.mode_metrics(samples, mixtures.centres(config.data.mixture),
+                                    config.data.std, config.eval.threshold)
+        tb.scalars(step, {k: out[k] for k in SUMMARY_COLUMNS}, 'eval/')
+
+
+def evaluate(params, config, data, key, workdir) -> tuple[dict, list, str]:
+    """PacGAN's metrics on `eval.num_samples` generated samples; the samples go to samples.npz
+    and a scatter plot over the mode centres to samples.png."""
+    del data
+    samples = sample_generator(params, config, key, config.eval.num_samples)
+    np.savez_compressed(os.path.join(workdir, 'samples.npz'), generated=samples)
+    results = mixtures.mode_metrics(samples, mixtures.centres(config.data.mixture),
+                                    config.data.std, config.eval.threshold)
+    results.update(mixture=config.data.mixture, strategy=config.model.strategy,
+                   k=config.model.k, num_samples=len(samples))
+    fig = _scatter(os.path.join(workdir, 'samples.png'), samples, config,
+                   f'{config.data.mixture}: {_name(config)}')
+    text = (f"{_name(config)} on the {config.data.mixture}: {results['modes_captured']} of "
+            f"{results['num_modes']} modes, {results['high_quality']:.1%} high quality, reverse KL "
+            f"{results['reverse_kl']:.3f}\nhigh-quality samples per mode: {results['mode_counts']}")
+    return results, [fig], text
