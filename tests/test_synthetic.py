@@ -18,8 +18,7 @@ from bigran_jax.experiments import synthetic
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, 'configs'))
 
-import grid as grid_config  # noqa: E402
-import ring as ring_config  # noqa: E402
+import mixtures as mixtures_config  # noqa: E402
 
 RING, GRID = mixtures.centres('ring'), mixtures.centres('grid')
 
@@ -104,7 +103,7 @@ def test_one_logit_per_sample_or_group(strategy, k, shape):
 def test_one_sample_strategies_refuse_groups(strategy):
     with pytest.raises(ValueError, match='k must be 1'):
         logits_of(strategy, 2, jnp.zeros((4, 2)))
-    c = ring_config.get_config()
+    c = mixtures_config.get_config()
     c.sweep, c.model.strategy, c.model.k = (), strategy, 2
     with pytest.raises(config_lib.ConfigError, match='model.k=2: must be 1'):
         config_lib.validate(c)
@@ -165,17 +164,18 @@ def test_generator_makes_each_group_position_in_its_own_batch():
 
 
 def test_ring_and_grid_differ_only_in_the_mixture():
-    ring, grid = ring_config.get_config().to_dict(), grid_config.get_config().to_dict()
+    ring = mixtures_config.get_config('ring').to_dict()
+    grid = mixtures_config.get_config('grid').to_dict()
     assert (ring['data'].pop('mixture'), grid['data'].pop('mixture')) == ('ring', 'grid')
     assert (ring['data'].pop('std'), grid['data'].pop('std')) == (0.01, 0.05)
     assert ring == grid
 
 
 def test_sweep_has_one_row_per_discriminator_with_100_groups_per_batch():
-    ms = sweep.members(ring_config.get_config())
+    ms = sweep.members(mixtures_config.get_config())
     assert len(ms) == 9 * 5
     rows = {(m.model.strategy, m.model.k, m.train.batch_size) for m in ms.values()}
-    assert rows == set(ring_config.ROWS)
+    assert rows == set(mixtures_config.ROWS)
     assert all(m.train.batch_size == 100 * m.model.k for m in ms.values())
     assert 'strategy=packing_k=4_batch_size=400_seed=2' in ms
     groups = sweep.populations(ms)
@@ -183,14 +183,14 @@ def test_sweep_has_one_row_per_discriminator_with_100_groups_per_batch():
 
 
 def test_tied_sweep_values_must_match_their_paths():
-    c = ring_config.get_config()
+    c = mixtures_config.get_config()
     c.sweep = ((('model.strategy', 'model.k'), (('packing', 2), ('plain',))),)
     with pytest.raises(config_lib.ConfigError, match='must list 2 values'):
         sweep.members(c)
 
 
 def tiny_config(strategy, k):
-    c = ring_config.get_config()
+    c = mixtures_config.get_config()
     c.sweep = ()
     c.model.strategy, c.model.k = strategy, k
     c.model.g_hidden, c.model.g_layers, c.model.d_hidden, c.model.lstm_hidden = 8, 2, 8, 6

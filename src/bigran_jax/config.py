@@ -111,7 +111,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
 
 
 def _check_synthetic(config, need) -> None:
-    """The keys only the 2-D mixture benchmark has (configs/ring.py, configs/grid.py)."""
+    """The keys only the 2-D mixture benchmark has (configs/mixtures.py)."""
     strategy = config_get(config, 'model.strategy')
     need(config_get(config, 'data.mixture') in ('ring', 'grid'), 'data.mixture',
          "must be 'ring' or 'grid'")

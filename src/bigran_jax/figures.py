@@ -40,11 +40,7 @@ def save_grid(path: str, images, rows: int, cols: int) -> str:
 def save_line_plot(path: str, x, curves: dict, *, xlabel: str, ylabel: str, title: str,
                    logy: bool = False) -> str:
     """One line per entry of `curves` (label -> y values over `x`), written as PNG."""
-    import matplotlib
-
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     fig, ax = plt.subplots(figsize=(5, 3.5), dpi=120)
     for (label, y), marker in zip(curves.items(), 'osx^d', strict=False):
         ax.plot(x, y, marker=marker, label=label)
@@ -53,22 +49,13 @@ def save_line_plot(path: str, x, curves: dict, *, xlabel: str, ylabel: str, titl
         ax.set_yscale('log')
     ax.grid(alpha=0.3)
     ax.legend()
-    fig.tight_layout()
-    tmp = f'{path}.tmp.png'
-    fig.savefig(tmp)
-    plt.close(fig)
-    os.replace(tmp, path)
-    return path
+    return _save_figure(fig, path)
 
 
 def save_scatter(path: str, points, *, marks=None, lim: float, title: str) -> str:
     """`points` `[N, 2]` as small translucent dots, `marks` `[M, 2]` (e.g. mode centres) as red
     crosses, on the square [-lim, lim]^2, written as PNG."""
-    import matplotlib
-
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     points = np.asarray(points)
     fig, ax = plt.subplots(figsize=(4.5, 4.5), dpi=120)
     ax.scatter(points[:, 0], points[:, 1], s=4, c='black', alpha=0.3, linewidths=0)
@@ -77,9 +64,24 @@ def save_scatter(path: str, points, *, marks=None, lim: float, title: str) -> st
         ax.scatter(marks[:, 0], marks[:, 1], s=30, c='red', marker='x', linewidths=1)
     ax.set(xlim=(-lim, lim), ylim=(-lim, lim), xlabel='$x_1$', ylabel='$x_2$', title=title)
     ax.set_aspect('equal')
+    return _save_figure(fig, path)
+
+
+def _pyplot():
+    """matplotlib.pyplot on the file-only Agg backend, imported on first use (it is slow)."""
+    import matplotlib
+
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save_figure(fig, path: str) -> str:
+    """Writes a matplotlib figure as PNG through a temporary file (never a half-written PNG)."""
     fig.tight_layout()
     tmp = f'{path}.tmp.png'
     fig.savefig(tmp)
-    plt.close(fig)
+    _pyplot().close(fig)
     os.replace(tmp, path)
     return path

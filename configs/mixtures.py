@@ -1,11 +1,13 @@
-"""PacGAN's 2-D ring: 8 Gaussians (std 0.01) on the unit circle (docs/pacgan_2d_protocol.md).
+"""PacGAN's 2-D benchmarks (docs/pacgan_2d_protocol.md): `:ring`, 8 Gaussians (std 0.01) on the
+unit circle (the default), or `:grid`, 25 Gaussians (std 0.05), 5 x 5 with spacing 2.
 
-  python launch.py --config=configs/ring.py --workdir=runs/ring          # every row x 5 seeds
-  python launch.py --config=configs/ring.py --workdir=runs/ring_pac4 --config.sweep='()' \
+  python launch.py --config=configs/mixtures.py:ring --workdir=runs/ring   # every row x 5 seeds
+  python launch.py --config=configs/mixtures.py:grid --workdir=runs/grid
+  python launch.py --config=configs/mixtures.py:ring --workdir=runs/ring_pac4 --config.sweep='()' \
       --config.model.strategy=packing --config.model.k=4 --config.train.batch_size=400
 
-Sources: `2DRing_GAN&PacGAN/config.py` (PC) and `pacgan_task.py` (PT) in PacGAN's
-`synthetic_data_experiments/`. configs/grid.py is this file with the grid's mixture.
+Sources: `2DRing_GAN&PacGAN/config.py` and `2DGrid_GAN&PacGAN/config.py` (PC; they differ only
+in the mixture) and `pacgan_task.py` (PT) in PacGAN's `synthetic_data_experiments/`.
 
 The sweep is one row per discriminator, not a product of strategies and k: 'plain' and
 'minibatch' score one sample at a time (k = 1 only), and PacGAN's batch is 100 *groups*, so the
@@ -23,11 +25,20 @@ ROWS = (  # (model.strategy, model.k, train.batch_size = 100 groups of k)
     ('recurrent', 1, 100), ('recurrent', 2, 200), ('recurrent', 3, 300), ('recurrent', 4, 400))
 
 
-def get_config():
+MIXTURES = {  # PC MEANS, equal weights, and PC VARIANCES: std ** 2 * I
+    'ring': 0.01,  # (cos 2 pi i / 8, sin 2 pi i / 8), i = 0..7
+    'grid': 0.05,  # (i, j), i, j in -4, -2, 0, 2, 4
+}
+
+
+def get_config(mixture: str = 'ring'):
+    if mixture not in MIXTURES:
+        raise ValueError(f'configs/mixtures.py:{mixture}: the mixture must be one of '
+                         f'{", ".join(MIXTURES)}')
     c = base_config()
     c.experiment = 'synthetic'
-    c.data.mixture = 'ring'  # PC MEANS: (cos 2 pi i / 8, sin 2 pi i / 8), i = 0..7, equal weights
-    c.data.std = 0.01  # PC VARIANCES: 0.01 ** 2 * I
+    c.data.mixture = mixture
+    c.data.std = MIXTURES[mixture]
     c.model.strategy = 'packing'  # 'plain' | 'packing' | 'recurrent' | 'minibatch' (not in PacGAN)
     c.model.k = 4  # PC num_packing: 1..4
     c.model.latent = 2  # PC num_zdim 2, z ~ N(0, I) (num_zmode 1, z_mode_r 0, z_mode_std 1)
