@@ -145,11 +145,7 @@ def kill_once(args, workdir: str, log, kind: str, startup: float, between_saves:
 
 
 def final_state(config, workdir: str):
-    run = train.Run(config)
-    ckpt = run.checkpointer(workdir)
-    state, step = ckpt.restore_latest(run.abstract_state())
-    ckpt.close()
-    return jax.device_get(state), step
+    return train.Run(config).restore_latest(workdir)
 
 
 def identical(a, b) -> bool:

@@ -66,11 +66,7 @@ def tiny(config, mnist_dir='', judge_path='', **train):
 
 
 def final_params(workdir, config):
-    run = train.Run(config)
-    ckpt = run.checkpointer(workdir)
-    state, _ = ckpt.restore_latest(run.abstract_state())
-    ckpt.close()
-    return jax.device_get(state.params)
+    return train.Run(config).restore_latest(workdir)[0].params
 
 
 def test_toy_learns_the_analytic_curve(tmp_path):

@@ -16,7 +16,8 @@ from bigran_jax.recurrent import LSTM
 IMAGE_SIZE = 784  # n in the paper: a flattened 28 x 28 MNIST image
 
 
-def _check_groups(batch: int, k: int) -> int:
+def check_groups(batch: int, k: int) -> int:
+    """The number of groups of k in a batch; raises naming both when it does not split."""
     if k < 1 or batch % k:
         raise ValueError(f'batch of {batch} samples does not split into groups of k={k}')
     return batch // k
@@ -43,7 +44,7 @@ class GroupDiscriminator(nn.Module):
     @nn.compact
     def __call__(self, x):
         """`x`: `[B, d]` samples -> `[B]` logits, sample `g * k + j` scored at position j."""
-        groups = _check_groups(x.shape[0], self.k)
+        groups = check_groups(x.shape[0], self.k)
         seq = x.reshape(groups, self.k, -1)
         h = LSTM(self.features, unroll=self.unroll, name='forward')(seq)
         if self.bidirectional:
@@ -154,7 +155,7 @@ class JointDiscriminator(nn.Module):
           `[B, t]` logits.
         """
         batch, steps = z.shape[:2]
-        groups = _check_groups(batch, self.k)
+        groups = check_groups(batch, self.k)
         hz = LSTM(self.hidden, dropout=self.lstm_dropout, unroll=self.unroll, name='z_lstm')(
             z, deterministic=deterministic)
         a = nn.Dense(self.hidden, name='x_hidden1')(x)

@@ -51,8 +51,10 @@ def hyperparams(train: ml_collections.ConfigDict, lr_scale: float = 1.0) -> dict
                 'b1': train.adam_b1} for p in ('d', 'g')}
 
 
-def make_optimizers(train: ml_collections.ConfigDict, lr_scale: float = 1.0) -> dict:
-    return {p: steps.keras_decay_adam(**h) for p, h in hyperparams(train, lr_scale).items()}
+def make_optimizers(train: ml_collections.ConfigDict) -> dict:
+    """Both players' optimisers. Their numbers are only initial values of the optimiser state,
+    which `Run` sets per member (`hyperparams`)."""
+    return {p: steps.keras_decay_adam(**h) for p, h in hyperparams(train).items()}
 
 
 class Run:
@@ -146,10 +148,15 @@ class Run:
             self._steps[num] = jax.jit(fn, donate_argnums=0)
         return self._steps[num]
 
-    def scale_learning_rates(self, scale: float) -> None:
-        """Sets the learning rates that `init_state` and `stack` put in the optimiser states
-        (Adam's moments and update count carry on) to `scale` times the configs'."""
-        self.lr_scale = scale
+    def restore_latest(self, workdir: str) -> tuple:
+        """`(state, step)` of the latest good checkpoint of a run of `configs[0]` in `workdir`,
+        one member's state on the host; `(None, None)` when there is none."""
+        ckpt = self.checkpointer(workdir)
+        try:
+            state, step = ckpt.restore_latest(self.abstract_state())
+        finally:
+            ckpt.close()
+        return jax.device_get(state), step
 
     def checkpointer(self, workdir: str, member: int = 0) -> checkpoints.Checkpointer:
         config = self.configs[member]
@@ -250,7 +257,7 @@ class _Members:
         return self.ckpts[0].meta
 
     def set_lr_scale(self, scale: float, rollbacks: int) -> None:
-        self.run.scale_learning_rates(scale)
+        self.run.lr_scale = scale  # what `init_state` and `stack` put in the optimiser states
         for ckpt in self.ckpts:
             ckpt.meta = {**ckpt.meta, 'lr_scale': scale, 'rollbacks': rollbacks}
 
@@ -454,10 +461,8 @@ def evaluate(run: Run, params, workdir: str, step: int,
 def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """Evaluates the latest good checkpoint in `workdir` (`launch.py --mode=eval`)."""
     run = Run(config)
-    ckpt = run.checkpointer(workdir)
-    state, step = ckpt.restore_latest(run.abstract_state())
-    ckpt.close()
+    state, step = run.restore_latest(workdir)
     if state is None:
         raise checkpoints.CheckpointError(f'no checkpoint to evaluate in {workdir}/checkpoints')
     logging.info('evaluating the checkpoint of iteration %d', step)
-    return evaluate(run, jax.device_get(state.params), workdir, step)
+    return evaluate(run, state.params, workdir, step)

@@ -15,7 +15,7 @@ import numpy as np
 from bigran_jax import figures
 from bigran_jax.data import sample_batch
 from bigran_jax.experiments import common
-from bigran_jax.losses import bce, l1_penalty
+from bigran_jax.losses import gan_losses
 from bigran_jax.models import IMAGE_SIZE, GroupDiscriminator, MLPGenerator
 from bigran_jax.steps import Game
 
@@ -42,22 +42,9 @@ def make_game(config) -> Game:
         kx, kz = jax.random.split(key)
         return {'real': sample_batch(kx, images, n), 'z': jax.random.normal(kz, (n, m.latent))}
 
-    def d_loss(d_params, g_params, batch, key):
-        del key
-        real_logits = disc.apply({'params': d_params}, batch['real'])
-        fake_logits = disc.apply({'params': d_params},
-                                 gen.apply({'params': g_params}, batch['z']))
-        # One-sided label smoothing: real -> 0.9, fake -> 0 (reference).
-        loss = bce(real_logits, t.real_label) + bce(fake_logits, 0.0)
-        return loss + t.d_l1 * l1_penalty(d_params), {
-            'd_loss': loss, 'd_real': jax.nn.sigmoid(real_logits).mean(),
-            'd_fake': jax.nn.sigmoid(fake_logits).mean()}
-
-    def g_loss(g_params, d_params, batch, key):
-        del key
-        fake_logits = disc.apply({'params': d_params}, gen.apply({'params': g_params}, batch['z']))
-        loss = bce(fake_logits, 1.0)
-        return loss + t.g_l1 * l1_penalty(g_params), {'g_loss': loss}
+    # One-sided label smoothing (train.real_label 0.9) and L1 penalties, as the reference.
+    d_loss, g_loss = gan_losses(lambda p, x: disc.apply({'params': p}, x),
+                                lambda p, z: gen.apply({'params': p}, z), t)
 
     return Game(init=init, sample=sample, d_loss=d_loss, g_loss=g_loss)
 

@@ -35,8 +35,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from bigran_jax import figures, mixtures
-from bigran_jax.losses import bce, l1_penalty
-from bigran_jax.models import GroupDiscriminator
+from bigran_jax.losses import gan_losses
+from bigran_jax.models import GroupDiscriminator, check_groups
 from bigran_jax.steps import Game
 
 NEEDS_DATA = False
@@ -139,9 +139,7 @@ class Discriminator(nn.Module):
         if self.strategy in ('plain', 'minibatch') and self.k != 1:
             raise ValueError(f"strategy '{self.strategy}' scores one sample at a time: k must be 1,"
                              f' got {self.k}')
-        if x.shape[0] % self.k:
-            raise ValueError(f'batch of {x.shape[0]} samples does not split into groups of '
-                             f'k={self.k}')
+        check_groups(x.shape[0], self.k)
         h = x.reshape(-1, self.k * x.shape[-1]) if self.strategy == 'packing' else x
         for _ in range(self.layers):
             h = Maxout(self.hidden, self.pieces, self.init_std)(h)
@@ -187,21 +185,10 @@ def make_game(config) -> Game:
         return {'real': mixtures.sample(kx, means, config.data.std, n),
                 'z': jax.random.normal(kz, (n, m.latent))}
 
-    def d_loss(d_params, g_params, batch, key):
-        del key
-        real_logits = disc.apply({'params': d_params}, batch['real'])
-        fake_logits = disc.apply({'params': d_params}, generate(gen, g_params, batch['z'], m.k))
-        # PacGAN: mean of softplus(-D(x)) + softplus(D(G(z))).
-        loss = bce(real_logits, t.real_label) + bce(fake_logits, 0.0)
-        return loss + t.d_l1 * l1_penalty(d_params), {
-            'd_loss': loss, 'd_real': jax.nn.sigmoid(real_logits).mean(),
-            'd_fake': jax.nn.sigmoid(fake_logits).mean()}
-
-    def g_loss(g_params, d_params, batch, key):
-        del key
-        fake_logits = disc.apply({'params': d_params}, generate(gen, g_params, batch['z'], m.k))
-        loss = bce(fake_logits, 1.0)  # non-saturating: mean of softplus(-D(G(z)))
-        return loss + t.g_l1 * l1_penalty(g_params), {'g_loss': loss}
+    # PacGAN: D minimises mean softplus(-D(x)) + softplus(D(G(z))), G the non-saturating
+    # mean softplus(-D(G(z))).
+    d_loss, g_loss = gan_losses(lambda p, x: disc.apply({'params': p}, x),
+                                lambda p, z: generate(gen, p, z, m.k), t)
 
     return Game(init=init, sample=sample, d_loss=d_loss, g_loss=g_loss)
 
