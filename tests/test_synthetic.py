@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from bigran_jax import config as config_lib
-from bigran_jax import mixtures, sweep, train
+from bigran_jax import mixtures, models, sweep, train
 from bigran_jax.experiments import synthetic
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -80,7 +80,7 @@ def test_real_samples_cover_every_mode_at_the_gaussian_rate():
 
 
 def tiny_disc(strategy, k):
-    return synthetic.Discriminator(strategy=strategy, k=k, hidden=8, pieces=2, lstm_hidden=6,
+    return synthetic.discriminator(strategy, k, hidden=8, pieces=2, lstm_hidden=6,
                                    mb_kernels=3, mb_kernel_dim=2)
 
 
@@ -142,7 +142,7 @@ def test_minibatch_features_compare_samples_and_plain_does_not():
 
 
 def test_minibatch_features_ignore_a_sample_compared_with_itself():
-    layer = synthetic.MinibatchFeatures(kernels=3, kernel_dim=2)
+    layer = models.MinibatchFeatures(kernels=3, kernel_dim=2)
     f = jax.random.normal(jax.random.key(5), (1, 4))
     params = layer.init(jax.random.key(0), f)
     out = layer.apply(params, f)

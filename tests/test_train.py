@@ -9,7 +9,7 @@ import jax
 import numpy as np
 import pytest
 
-from bigran_jax import checkpoints, classifier, data, train
+from bigran_jax import checkpoints, data, train
 from bigran_jax.experiments import toy
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -18,32 +18,6 @@ sys.path.insert(0, os.path.join(REPO, 'configs'))
 import bigran as bigran_config  # noqa: E402
 import rdgan as rdgan_config  # noqa: E402
 import toy as toy_config  # noqa: E402
-
-
-def tiny_mnist_dir(path, n_train=64, n_test=32):
-    """A folder of the four IDX files holding random digits-like images."""
-    rng = np.random.default_rng(0)
-    os.makedirs(path, exist_ok=True)
-    for stem, n in (('train', n_train), ('t10k', n_test)):
-        data.write_idx(os.path.join(path, f'{stem}-images-idx3-ubyte.gz'),
-                       rng.integers(0, 256, (n, 28, 28), dtype=np.uint8))
-        data.write_idx(os.path.join(path, f'{stem}-labels-idx1-ubyte.gz'),
-                       (np.arange(n) % 10).astype(np.uint8))
-    return str(path)
-
-
-@pytest.fixture(scope='module')
-def mnist_dir(tmp_path_factory):
-    return tiny_mnist_dir(tmp_path_factory.mktemp('mnist'))
-
-
-@pytest.fixture(scope='module')
-def judge_path(tmp_path_factory, mnist_dir):
-    path = str(tmp_path_factory.mktemp('judge') / 'clf.msgpack')
-    mnist = data.load_mnist('idx', mnist_dir)
-    classifier.save(path, classifier.train_classifier(mnist, jax.random.key(0), epochs=1,
-                                                      batch_size=32))
-    return path
 
 
 def tiny(config, mnist_dir='', judge_path='', **train):

@@ -10,10 +10,10 @@ import json
 
 import ml_collections
 
-EXPERIMENTS = ('toy', 'rdgan', 'bigran', 'synthetic')
-# The 2-D mixture benchmark's discriminators (bigran_jax.experiments.synthetic); the last two read
+EXPERIMENTS = ('toy', 'rdgan', 'bigran', 'synthetic', 'stacked')
+# The mode-collapse benchmarks' discriminators (models.StrategyDiscriminator); the last two read
 # one sample at a time, so they take model.k = 1 only.
-SYNTHETIC_STRATEGIES = ('recurrent', 'packing', 'plain', 'minibatch')
+STRATEGIES = ('recurrent', 'packing', 'plain', 'minibatch')
 
 
 class ConfigError(ValueError):
@@ -45,6 +45,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.train.g_decay = 4e-4
     c.train.real_label = 1.0  # D's target for real samples (< 1: one-sided label smoothing)
     c.train.adam_b1 = 0.9  # Adam's first-moment decay, both players (Keras's default)
+    c.train.adam_b2 = 0.999  # Adam's second-moment decay, both players (Keras's default)
     c.train.d_l1 = 0.0  # L1 weight penalty of the discriminator
     c.train.g_l1 = 0.0  # L1 weight penalty of the generator (and encoder)
     c.train.iterations_per_call = 10  # iterations per compiled call (fewer dispatches)
@@ -99,7 +100,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
          'must be in (0, 1)')
     need(config.train.max_rollbacks >= 0, 'train.max_rollbacks', 'must be >= 0')
     if config.experiment == 'synthetic':
-        _check_synthetic(config, need)
+        need(config_get(config, 'data.mixture') in ('ring', 'grid'), 'data.mixture',
+             "must be 'ring' or 'grid'")
+    if config.experiment in ('synthetic', 'stacked'):
+        _check_strategy(config, need)
     for path, values in config.sweep:
         paths = (path,) if isinstance(path, str) else tuple(path)
         for p in paths:
@@ -110,13 +114,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
                  f'every value of {path} must list {len(paths)} values, one per path')
 
 
-def _check_synthetic(config, need) -> None:
-    """The keys only the 2-D mixture benchmark has (configs/mixtures.py)."""
+def _check_strategy(config, need) -> None:
+    """The discriminator strategy of the mode-collapse benchmarks (configs/mixtures.py,
+    configs/stacked_mnist.py)."""
     strategy = config_get(config, 'model.strategy')
-    need(config_get(config, 'data.mixture') in ('ring', 'grid'), 'data.mixture',
-         "must be 'ring' or 'grid'")
-    need(strategy in SYNTHETIC_STRATEGIES, 'model.strategy',
-         f'must be one of {SYNTHETIC_STRATEGIES}')
+    need(strategy in STRATEGIES, 'model.strategy', f'must be one of {STRATEGIES}')
     need(config.model.k == 1 or strategy in ('recurrent', 'packing'), 'model.k',
          f"must be 1 with model.strategy='{strategy}' (it scores one sample at a time); "
          "'packing' or 'recurrent' read groups of k")
@@ -125,7 +127,7 @@ def _check_synthetic(config, need) -> None:
 # What members of one population may differ in: the seed, and the optimiser's numbers, which live
 # in each member's optimiser state rather than in the compiled program.
 POPULATION_FREE = ('seed', 'train.d_lr', 'train.g_lr', 'train.d_decay', 'train.g_decay',
-                   'train.adam_b1')
+                   'train.adam_b1', 'train.adam_b2')
 
 
 def population_key(config) -> str:

@@ -8,13 +8,16 @@ import numpy as np
 
 
 def image_grid(images, rows: int, cols: int, pad: int = 2) -> np.ndarray:
-    """Tiles `rows * cols` images `[N, 28, 28]` (or `[N, 784]`) in [0, 1] into one uint8 image,
-    white digits on black as MNIST, with `pad` pixels of grey between tiles."""
-    images = np.asarray(images, np.float32).reshape(-1, 28, 28)
+    """Tiles `rows * cols` images `[N, 28, 28]` (or `[N, 784]`; or colour `[N, 28, 28, 3]`) in
+    [0, 1] into one uint8 image, white digits on black as MNIST, with `pad` pixels of grey between
+    tiles."""
+    images = np.asarray(images, np.float32)
+    colour = images.shape[-1:] if images.ndim == 4 and images.shape[-1] == 3 else ()
+    images = images.reshape(-1, 28, 28, *colour)
     if images.shape[0] < rows * cols:
         raise ValueError(f'image_grid needs {rows * cols} images, got {images.shape[0]}')
     size = 28 + pad
-    grid = np.full((rows * size + pad, cols * size + pad), 0.5, np.float32)
+    grid = np.full((rows * size + pad, cols * size + pad, *colour), 0.5, np.float32)
     for i in range(rows * cols):
         r, c = divmod(i, cols)
         grid[pad + r * size:pad + r * size + 28, pad + c * size:pad + c * size + 28] = images[i]
@@ -22,7 +25,7 @@ def image_grid(images, rows: int, cols: int, pad: int = 2) -> np.ndarray:
 
 
 def save_png(path: str, array: np.ndarray, scale: int = 2) -> str:
-    """Writes a uint8 grey image, enlarged `scale` times (nearest), atomically."""
+    """Writes a uint8 grey (or RGB) image, enlarged `scale` times (nearest), atomically."""
     from PIL import Image
 
     img = Image.fromarray(array).resize((array.shape[1] * scale, array.shape[0] * scale),

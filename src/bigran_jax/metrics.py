@@ -230,3 +230,23 @@ def generated_metrics(classifier: Any, generated: np.ndarray, reference: np.ndar
         'frechet_distance': frechet_distance(features, reference_features),
     }
 
+
+
+def stacked_mode_counts(digits: np.ndarray) -> np.ndarray:
+    """Samples per stacked-MNIST mode: `digits` int `[N, 3]`, each channel's class, -> int64
+    `[1000]`, mode `100 * d0 + 10 * d1 + d2`."""
+    digits = np.asarray(digits)
+    if digits.ndim != 2 or digits.shape[1] != 3 or digits.size == 0:
+        raise ValueError(f'expected [N, 3] channel classes, got shape {digits.shape}')
+    if digits.min() < 0 or digits.max() > 9:
+        raise ValueError(f'channel classes outside 0..9: {digits.min()}..{digits.max()}')
+    return np.bincount(digits.astype(np.int64) @ np.array([100, 10, 1]), minlength=1000)
+
+
+def stacked_mode_metrics(digits: np.ndarray) -> dict:
+    """PacGAN's stacked-MNIST metrics (as its `log_metrics`): 'modes' (modes with at least one
+    sample, of 1000), 'kl_to_uniform' (KL of the 1000-mode histogram to uniform, nats: 0 when
+    uniform, log 1000 = 6.91 when all samples share one mode), and 'num_samples'."""
+    counts = stacked_mode_counts(digits)
+    return {'modes': int(np.sum(counts > 0)), 'kl_to_uniform': kl_to_uniform(counts),
+            'num_samples': int(counts.sum())}

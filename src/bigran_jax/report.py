@@ -54,7 +54,8 @@ class TensorBoard:
 
     def image(self, step: int, name: str, image_u8: np.ndarray) -> None:
         if self._writer:
-            self._writer.add_image(name, image_u8, step, dataformats='HW')
+            self._writer.add_image(name, image_u8, step,
+                                   dataformats='HWC' if image_u8.ndim == 3 else 'HW')
 
     def close(self) -> None:
         if self._writer:

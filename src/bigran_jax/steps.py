@@ -63,13 +63,13 @@ class TrainState(flax.struct.PyTreeNode):
 
 
 @optax.inject_hyperparams
-def keras_decay_adam(learning_rate: float, decay: float,
-                     b1: float = 0.9) -> optax.GradientTransformation:
+def keras_decay_adam(learning_rate: float, decay: float, b1: float = 0.9,
+                     b2: float = 0.999) -> optax.GradientTransformation:
     """Adam with Keras 1's time decay, `lr / (1 + decay * update_count)`, as the paper's code.
 
-    The three numbers live in the optimiser state (`opt_state.hyperparams`), not in the compiled
+    The four numbers live in the optimiser state (`opt_state.hyperparams`), not in the compiled
     program: members of a population may differ in them, and a rollback may lower the rate."""
-    return optax.adam(lambda count: learning_rate / (1.0 + decay * count), b1=b1)
+    return optax.adam(lambda count: learning_rate / (1.0 + decay * count), b1=b1, b2=b2)
 
 
 def init_state(game: Game, tx: dict, key: jax.Array) -> TrainState:

@@ -48,7 +48,7 @@ USER_ERRORS = (config_lib.ConfigError, data_lib.DataError, checkpoints.Checkpoin
 def hyperparams(train: ml_collections.ConfigDict, lr_scale: float = 1.0) -> dict:
     """Each player's optimiser numbers (`steps.keras_decay_adam`'s arguments)."""
     return {p: {'learning_rate': train[f'{p}_lr'] * lr_scale, 'decay': train[f'{p}_decay'],
-                'b1': train.adam_b1} for p in ('d', 'g')}
+                'b1': train.adam_b1, 'b2': train.adam_b2} for p in ('d', 'g')}
 
 
 def make_optimizers(train: ml_collections.ConfigDict) -> dict:

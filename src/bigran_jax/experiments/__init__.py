@@ -1,4 +1,5 @@
-"""The three experiments of the paper, and PacGAN's 2-D mode-collapse benchmark (`synthetic`).
+"""The three experiments of the paper, and the mode-collapse benchmarks of PacGAN: the 2-D mixtures
+(`synthetic`) and stacked MNIST (`stacked`).
 Each module provides the same few names:
 
 - `NEEDS_DATA`: whether it trains on MNIST.
@@ -8,6 +9,7 @@ Each module provides the same few names:
 - `snapshot(params, config, key, workdir, step, tb)`: a sample grid during training.
 """
 
-from bigran_jax.experiments import bigran, rdgan, synthetic, toy
+from bigran_jax.experiments import bigran, rdgan, stacked, synthetic, toy
 
-EXPERIMENTS = {'toy': toy, 'rdgan': rdgan, 'bigran': bigran, 'synthetic': synthetic}
+EXPERIMENTS = {'toy': toy, 'rdgan': rdgan, 'bigran': bigran, 'synthetic': synthetic,
+               'stacked': stacked}

@@ -5,15 +5,16 @@ Protocol and deviations: docs/pacgan_2d_protocol.md. The generator is PacGAN's: 
 4 x (Dense 400 without bias, batch norm, ReLU) -> Dense 2. So is the base discriminator: 3 maxout
 layers (200 units x 5 pieces) -> Dense 1. `model.strategy` picks what the discriminator reads.
 
-Shapes: every discriminator takes samples `[B, 2]`, `B = G * k`, read as G groups of k consecutive
-samples (sample `g * k + j` is position j of group g), and returns
+Shapes (`models.StrategyDiscriminator`): every discriminator takes samples `[B, 2]`, `B = G * k`,
+read as G groups of k consecutive samples (sample `g * k + j` is position j of group g), and
+returns
 
 - 'plain' (k = 1): `[B]`, one logit per sample.
 - 'packing' (PacGAN): `[G]`, one logit per group; a group's k samples are concatenated into one
   `[2k]` input of the base network.
 - 'recurrent': `[B]`, sample `g * k + j` scored at position j. Each sample goes through the base
-  network's maxout layers; a forward LSTM across the group (`models.GroupDiscriminator`) then gives
-  a logit at every position, so position j sees samples 0..j of its group and nothing later.
+  network's maxout layers; a forward LSTM across the group then gives a logit at every position,
+  so position j sees samples 0..j of its group and nothing later.
 - 'minibatch' (k = 1): `[B]`, one logit per sample, with minibatch discrimination (Salimans et al.
   2016) between the maxout layers and the last layer.
 
@@ -36,32 +37,18 @@ import numpy as np
 
 from bigran_jax import figures, mixtures
 from bigran_jax.losses import gan_losses
-from bigran_jax.models import GroupDiscriminator, check_groups
+from bigran_jax.models import (
+    BatchNorm,
+    Maxout,
+    StrategyDiscriminator,
+    generate_by_slot,
+    normal_init,
+)
 from bigran_jax.steps import Game
 
 NEEDS_DATA = False
 SUMMARY_COLUMNS = ['modes_captured', 'high_quality', 'reverse_kl']
 DIM = 2  # the samples' dimension
-
-
-def _normal(std: float):
-    return nn.initializers.normal(stddev=std)
-
-
-class BatchNorm(nn.Module):
-    """Batch normalisation over the rows of `[n, features]` with the batch's own statistics, as
-    Blocks' `BatchNormalization` in training mode: biased variance plus `epsilon`, learned scale
-    and shift starting at 1 and 0. It keeps no running averages (see the protocol's deviations)."""
-
-    epsilon: float = 1e-4
-
-    @nn.compact
-    def __call__(self, h):
-        scale = self.param('scale', nn.initializers.ones, (h.shape[-1],))
-        shift = self.param('shift', nn.initializers.zeros, (h.shape[-1],))
-        mean = h.mean(0)
-        var = jnp.square(h - mean).mean(0)
-        return (h - mean) * jax.lax.rsqrt(var + self.epsilon) * scale + shift
 
 
 class Generator(nn.Module):
@@ -75,98 +62,46 @@ class Generator(nn.Module):
     def __call__(self, z):
         h = z
         for _ in range(self.layers):
-            h = nn.Dense(self.hidden, use_bias=False, kernel_init=_normal(self.init_std))(h)
+            h = nn.Dense(self.hidden, use_bias=False, kernel_init=normal_init(self.init_std))(h)
             h = nn.relu(BatchNorm()(h))
-        return nn.Dense(DIM, kernel_init=_normal(self.init_std))(h)
+        return nn.Dense(DIM, kernel_init=normal_init(self.init_std))(h)
 
 
-class Maxout(nn.Module):
-    """Dense to `features * pieces` units, then the max over each unit's `pieces`."""
+class MaxoutFeatures(nn.Module):
+    """PacGAN's discriminator body: `layers` maxout layers of `hidden` units x `pieces`."""
 
-    features: int
-    pieces: int
-    init_std: float
-
-    @nn.compact
-    def __call__(self, x):
-        h = nn.Dense(self.features * self.pieces, kernel_init=_normal(self.init_std))(x)
-        return h.reshape(*h.shape[:-1], self.features, self.pieces).max(-1)
-
-
-class MinibatchFeatures(nn.Module):
-    """Minibatch discrimination (Salimans et al. 2016, section 3.2): `f` `[n, A]` -> `[n, A + B]`.
-
-    T `[A, B * C]` maps each row to B kernels of C numbers; for kernel b, row i gets
-    o_b(i) = bias_b + sum over the other rows j of exp(-|M_i,b - M_j,b|_1), and o(i) is appended
-    to f(i). As in Salimans' code, a row is not compared with itself and each kernel has a learned
-    bias; their weight normalisation and data-dependent initialisation are left out.
-    """
-
-    kernels: int = 100  # B
-    kernel_dim: int = 5  # C
-    init_std: float = 0.05
-
-    @nn.compact
-    def __call__(self, f):
-        n = f.shape[0]
-        m = nn.Dense(self.kernels * self.kernel_dim, use_bias=False,
-                     kernel_init=_normal(self.init_std), name='T')(f)
-        m = m.reshape(n, self.kernels, self.kernel_dim)
-        l1 = jnp.abs(m[:, None] - m[None, :]).sum(-1)  # [n, n, B]
-        others = (1.0 - jnp.eye(n, dtype=f.dtype))[:, :, None]
-        o = (jnp.exp(-l1) * others).sum(1) + self.param('bias', nn.initializers.zeros,
-                                                        (self.kernels,))
-        return jnp.concatenate([f, o], axis=-1)
-
-
-class Discriminator(nn.Module):
-    """The base maxout network wrapped by `strategy`; shapes in the module docstring."""
-
-    strategy: str
-    k: int = 1
     hidden: int = 200
     layers: int = 3
     pieces: int = 5
     init_std: float = 0.02
-    lstm_hidden: int = 200
-    mb_kernels: int = 100
-    mb_kernel_dim: int = 5
-    unroll: int = 1
 
     @nn.compact
     def __call__(self, x):
-        """`x`: `[B, 2]` samples -> logits `[B]` ('packing': `[B // k]`)."""
-        if self.strategy in ('plain', 'minibatch') and self.k != 1:
-            raise ValueError(f"strategy '{self.strategy}' scores one sample at a time: k must be 1,"
-                             f' got {self.k}')
-        check_groups(x.shape[0], self.k)
-        h = x.reshape(-1, self.k * x.shape[-1]) if self.strategy == 'packing' else x
         for _ in range(self.layers):
-            h = Maxout(self.hidden, self.pieces, self.init_std)(h)
-        if self.strategy == 'recurrent':
-            return GroupDiscriminator(k=self.k, features=self.lstm_hidden, unroll=self.unroll,
-                                      name='group')(h)
-        if self.strategy == 'minibatch':
-            h = MinibatchFeatures(self.mb_kernels, self.mb_kernel_dim)(h)
-        return nn.Dense(1, kernel_init=_normal(self.init_std), name='out')(h)[:, 0]
+            x = Maxout(self.hidden, self.pieces, self.init_std)(x)
+        return x
 
 
-def _models(config) -> tuple[Generator, Discriminator]:
+def discriminator(strategy: str, k: int = 1, hidden: int = 200, layers: int = 3, pieces: int = 5,
+                  init_std: float = 0.02, **wrapper) -> StrategyDiscriminator:
+    """PacGAN's maxout discriminator wrapped by `strategy` (shapes in the module docstring);
+    `wrapper`: `StrategyDiscriminator`'s other fields (lstm_hidden, mb_kernels, ...)."""
+    return StrategyDiscriminator(MaxoutFeatures(hidden, layers, pieces, init_std), strategy, k,
+                                 init_std=init_std, **wrapper)
+
+
+def _models(config) -> tuple[Generator, StrategyDiscriminator]:
     m = config.model
     return (Generator(hidden=m.g_hidden, layers=m.g_layers, init_std=m.init_std),
-            Discriminator(strategy=m.strategy, k=m.k, hidden=m.d_hidden, layers=m.d_layers,
-                          pieces=m.maxout_pieces, init_std=m.init_std, lstm_hidden=m.lstm_hidden,
-                          mb_kernels=m.mb_kernels, mb_kernel_dim=m.mb_kernel_dim,
-                          unroll=m.unroll))
+            discriminator(m.strategy, m.k, m.d_hidden, m.d_layers, m.maxout_pieces, m.init_std,
+                          lstm_hidden=m.lstm_hidden, mb_kernels=m.mb_kernels,
+                          mb_kernel_dim=m.mb_kernel_dim, unroll=m.unroll))
 
 
 def generate(gen: Generator, g_params, z, k: int = 1) -> jax.Array:
-    """Samples `[n, 2]` from noise `z` `[n, latent]`, `n = G * k`. Position j of every group (rows
-    j, k + j, 2k + j, ...) is one batch-norm batch, as PacGAN's k generator calls."""
-    n = z.shape[0]
-    slots = z.reshape(n // k, k, -1).swapaxes(0, 1)  # [k, G, latent]
-    x = jax.vmap(lambda s: gen.apply({'params': g_params}, s))(slots)
-    return x.swapaxes(0, 1).reshape(n, DIM)
+    """Samples `[n, 2]` from noise `z` `[n, latent]`, `n = G * k`; position j of every group is
+    one batch-norm batch (`models.generate_by_slot`)."""
+    return generate_by_slot(lambda s: gen.apply({'params': g_params}, s), z, k)
 
 
 def make_game(config) -> Game:

@@ -1,0 +1,183 @@
+"""Stacked MNIST (Metz et al. 2017), the image benchmark of PacGAN (Lin et al. 2018) and VEEGAN
+(Srivastava et al. 2017): three MNIST digits drawn independently form the three channels of one
+28 x 28 x 3 image, so the data has 1000 modes. A generator's samples are split into their channels,
+each channel classified by the MNIST judge, and the 1000-mode histogram gives the modes captured
+and its KL to uniform.
+
+Protocol and deviations: docs/stacked_mnist_protocol.md. The networks are PacGAN's DCGANs, in two
+settings (`configs/stacked_mnist.py`): `:veegan` (D and G of DCGAN's size) and `:small_d` (a
+discriminator far smaller than its generator). `model.strategy` wraps the convolutional
+discriminator body as the 2-D benchmark's does (`models.StrategyDiscriminator`): plain, packing
+(the k images concatenated along channels, as PacGAN), recurrent (an LSTM across the k images'
+features, a logit at every position) or minibatch discrimination.
+
+Images are in [-1, 1] for training (tanh generator) and [0, 1] for the judge. The generator makes
+position j of every group in one batch-norm batch, as PacGAN calls its generator once per slot.
+"""
+
+from __future__ import annotations
+
+import os
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from bigran_jax import figures, metrics
+from bigran_jax.data import sample_batch
+from bigran_jax.experiments import common
+from bigran_jax.losses import gan_losses
+from bigran_jax.models import BatchNorm, StrategyDiscriminator, generate_by_slot, normal_init
+from bigran_jax.steps import Game
+
+NEEDS_DATA = True
+SUMMARY_COLUMNS = ['modes', 'kl_to_uniform', 'mean_confidence']
+SIDE, CHANNELS = 28, 3
+BN_EPSILON = 1e-5  # DCGAN-tensorflow's batch_norm
+
+
+class Generator(nn.Module):
+    """PacGAN's DCGAN generator: z -> Dense to `sizes[0]^2 x widths[0]` -> transposed convolutions
+    (stride 2, cropped to `sizes[i]`) to each further width, batch norm and ReLU after each ->
+    28 x 28 x 3 tanh, by one more stride-2 transposed convolution or, when `sizes[-1]` is already
+    28, a stride-1 convolution."""
+
+    widths: tuple = (512, 256, 128, 64)
+    sizes: tuple = (2, 4, 7, 14)
+    kernel: int = 5
+    init_std: float = 0.02
+
+    def _up(self, h, width: int, size: int):
+        h = nn.ConvTranspose(width, (self.kernel, self.kernel), strides=(2, 2), padding='SAME',
+                             kernel_init=normal_init(self.init_std))(h)
+        return h[:, :size, :size]  # 4 -> 8 -> 7, as TensorFlow's conv2d_transpose to 7
+
+    @nn.compact
+    def __call__(self, z):
+        """`z` `[n, latent]` -> images `[n, 28, 28, 3]` in [-1, 1]."""
+        s, w = self.sizes[0], self.widths[0]
+        h = nn.Dense(s * s * w, kernel_init=normal_init(self.init_std))(z).reshape(-1, s, s, w)
+        h = nn.relu(BatchNorm(BN_EPSILON)(h))
+        for size, width in zip(self.sizes[1:], self.widths[1:], strict=True):
+            h = nn.relu(BatchNorm(BN_EPSILON)(self._up(h, width, size)))
+        if self.sizes[-1] == SIDE:
+            h = nn.Conv(CHANNELS, (self.kernel, self.kernel), padding='SAME',
+                        kernel_init=normal_init(self.init_std))(h)
+        else:
+            h = self._up(h, CHANNELS, SIDE)
+        return jnp.tanh(h)
+
+
+class ConvFeatures(nn.Module):
+    """PacGAN's DCGAN discriminator body: stride-2 convolutions of `widths` channels, each with
+    batch norm (all but the first unless `first_bn`) and leaky ReLU; `[n, 28, 28, C]` ->
+    `[n, h, w, widths[-1]]`."""
+
+    widths: tuple = (64, 128, 256, 512)
+    kernel: int = 5
+    leak: float = 0.2
+    first_bn: bool = False
+    init_std: float = 0.02
+
+    @nn.compact
+    def __call__(self, x):
+        for i, width in enumerate(self.widths):
+            x = nn.Conv(width, (self.kernel, self.kernel), strides=(2, 2), padding='SAME',
+                        kernel_init=normal_init(self.init_std))(x)
+            if i > 0 or self.first_bn:
+                x = BatchNorm(BN_EPSILON)(x)
+            x = nn.leaky_relu(x, self.leak)
+        return x
+
+
+def _models(config) -> tuple[Generator, StrategyDiscriminator]:
+    m = config.model
+    body = ConvFeatures(tuple(m.d_widths), m.d_kernel, m.d_leak, m.d_first_bn, m.init_std)
+    return (Generator(tuple(m.g_widths), tuple(m.g_sizes), m.g_kernel, m.init_std),
+            StrategyDiscriminator(body, m.strategy, m.k, lstm_hidden=m.lstm_hidden,
+                                  mb_kernels=m.mb_kernels, mb_kernel_dim=m.mb_kernel_dim,
+                                  init_std=m.init_std, unroll=m.unroll))
+
+
+def noise(key, shape, kind: str) -> jax.Array:
+    """The generator's input: 'uniform' on [-1, 1] (PacGAN's VEEGAN setting) or 'normal'."""
+    if kind == 'uniform':
+        return jax.random.uniform(key, shape, minval=-1.0, maxval=1.0)
+    if kind == 'normal':
+        return jax.random.normal(key, shape)
+    raise ValueError(f"config.model.noise={kind!r}: must be 'uniform' or 'normal'")
+
+
+def stack(flat_images) -> jax.Array:
+    """`[3n, 784]` MNIST images in [0, 1] -> stacked `[n, 28, 28, 3]` in [-1, 1], images 3i, 3i+1,
+    3i+2 as the channels of image i."""
+    x = flat_images.reshape(-1, CHANNELS, SIDE, SIDE).transpose(0, 2, 3, 1)
+    return 2.0 * x - 1.0
+
+
+def make_game(config) -> Game:
+    gen, disc = _models(config)
+    m, t = config.model, config.train
+    noise(jax.random.key(0), (1,), m.noise)  # a bad model.noise fails here, before training
+
+    def init(key):
+        kd, kg = jax.random.split(key)
+        return {'d': disc.init(kd, jnp.zeros((m.k, SIDE, SIDE, CHANNELS)))['params'],
+                'g': gen.init(kg, jnp.zeros((2, m.latent)))['params']}
+
+    def sample(images, key, n):
+        kx, kz = jax.random.split(key)
+        return {'real': stack(sample_batch(kx, images, CHANNELS * n)),
+                'z': noise(kz, (n, m.latent), m.noise)}
+
+    # DCGAN-tensorflow's losses: D's cross-entropy on real and generated, G non-saturating.
+    d_loss, g_loss = gan_losses(
+        lambda p, x: disc.apply({'params': p}, x),
+        lambda p, z: generate_by_slot(lambda s: gen.apply({'params': p}, s), z, m.k), t)
+
+    return Game(init=init, sample=sample, d_loss=d_loss, g_loss=g_loss)
+
+
+def generate(params, config, key, n: int, chunk: int = 1000) -> np.ndarray:
+    """`n` samples `[n, 28, 28, 3]` float32 in [0, 1], in batch-norm batches of `chunk`."""
+    gen, _ = _models(config)
+    chunk = min(chunk, n)
+    batches = -(-n // chunk)
+    z = noise(key, (batches, chunk, config.model.latent), config.model.noise)
+    fn = jax.jit(lambda p, z: (gen.apply({'params': p}, z) + 1.0) / 2.0)
+    return np.concatenate([np.asarray(fn(params['g'], zb)) for zb in z])[:n]
+
+
+def channel_digits(clf, images) -> tuple[np.ndarray, np.ndarray]:
+    """The judge's class of each channel: `images` `[n, 28, 28, 3]` in [0, 1] -> (int `[n, 3]`,
+    the probabilities `[3n, 10]`)."""
+    channels = np.moveaxis(np.asarray(images), -1, 1).reshape(-1, SIDE, SIDE)
+    probs, _ = clf.predict(channels)
+    return probs.argmax(-1).reshape(-1, CHANNELS), probs
+
+
+def snapshot(params, config, key, workdir, step, tb) -> None:
+    common.save_snapshot(generate(params, config, key, 100), workdir, step, tb)
+
+
+def evaluate(params, config, mnist, key, workdir) -> tuple[dict, list, str]:
+    """PacGAN's stacked-MNIST metrics on `eval.num_samples` samples. samples.npz holds every
+    sample's three channel classes and the first 1,000 samples as uint8 images."""
+    images = generate(params, config, key, config.eval.num_samples)
+    clf = common.judge(config, mnist)
+    digits, probs = channel_digits(clf, images)
+    np.savez_compressed(os.path.join(workdir, 'samples.npz'), digits=digits,
+                        generated=np.round(images[:1000] * 255).astype(np.uint8))
+    results = metrics.stacked_mode_metrics(digits)
+    results.update(mean_confidence=metrics.mean_confidence(probs),
+                   classifier_test_accuracy=clf.test_accuracy, strategy=config.model.strategy,
+                   k=config.model.k)
+    shown = images if len(images) >= 100 else generate(params, config, key, 100)
+    grid = figures.save_grid(os.path.join(workdir, 'samples.png'), shown[:100], 10, 10)
+    counts = metrics.stacked_mode_counts(digits)
+    top = ', '.join(f'{m:03d} ({counts[m]})' for m in np.argsort(-counts)[:5])
+    text = (f"{config.model.strategy} k={config.model.k}: {results['modes']} of 1000 modes, KL "
+            f"to uniform {results['kl_to_uniform']:.3f} on {len(digits)} samples\n"
+            f'most frequent modes: {top}')
+    return results, [grid], text

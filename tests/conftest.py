@@ -1,0 +1,35 @@
+"""Fixtures shared by the test modules: a tiny MNIST folder and a judge trained on it."""
+
+import os
+
+import jax
+import numpy as np
+import pytest
+
+from bigran_jax import classifier, data
+
+
+def tiny_mnist_dir(path, n_train=64, n_test=32):
+    """A folder of the four IDX files holding random digits-like images."""
+    rng = np.random.default_rng(0)
+    os.makedirs(path, exist_ok=True)
+    for stem, n in (('train', n_train), ('t10k', n_test)):
+        data.write_idx(os.path.join(path, f'{stem}-images-idx3-ubyte.gz'),
+                       rng.integers(0, 256, (n, 28, 28), dtype=np.uint8))
+        data.write_idx(os.path.join(path, f'{stem}-labels-idx1-ubyte.gz'),
+                       (np.arange(n) % 10).astype(np.uint8))
+    return str(path)
+
+
+@pytest.fixture(scope='session')
+def mnist_dir(tmp_path_factory):
+    return tiny_mnist_dir(tmp_path_factory.mktemp('mnist'))
+
+
+@pytest.fixture(scope='session')
+def judge_path(tmp_path_factory, mnist_dir):
+    path = str(tmp_path_factory.mktemp('judge') / 'clf.msgpack')
+    mnist = data.load_mnist('idx', mnist_dir)
+    classifier.save(path, classifier.train_classifier(mnist, jax.random.key(0), epochs=1,
+                                                      batch_size=32))
+    return path
