@@ -133,8 +133,10 @@ def test_veegan_and_small_d_follow_pacgan():
 def test_bad_noise_and_strategy_are_named():
     c = tiny_config()
     c.model.noise = 'cauchy'
+    with pytest.raises(config_lib.ConfigError, match="model.noise='cauchy': must be"):
+        config_lib.validate(c)
     with pytest.raises(ValueError, match='model.noise'):
-        stacked.make_game(c)
+        stacked.noise(jax.random.key(0), (1,), 'cauchy')
     c = tiny_config(strategy='minibatch', k=2)
     with pytest.raises(config_lib.ConfigError, match='model.k=2: must be 1'):
         config_lib.validate(c)

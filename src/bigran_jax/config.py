@@ -102,6 +102,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
     if config.experiment == 'synthetic':
         need(config_get(config, 'data.mixture') in ('ring', 'grid'), 'data.mixture',
              "must be 'ring' or 'grid'")
+    if config.experiment == 'stacked':
+        need(config_get(config, 'model.noise') in ('uniform', 'normal'), 'model.noise',
+             "must be 'uniform' or 'normal'")
     if config.experiment in ('synthetic', 'stacked'):
         _check_strategy(config, need)
     for path, values in config.sweep:

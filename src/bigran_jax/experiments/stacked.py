@@ -119,7 +119,6 @@ def stack(flat_images) -> jax.Array:
 def make_game(config) -> Game:
     gen, disc = _models(config)
     m, t = config.model, config.train
-    noise(jax.random.key(0), (1,), m.noise)  # a bad model.noise fails here, before training
 
     def init(key):
         kd, kg = jax.random.split(key)
