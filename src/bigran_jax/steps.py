@@ -169,4 +169,9 @@ def population_iterations(states: TrainState, data, keys, **kwargs) -> tuple[Tra
       `train_iterations(states[i], data, keys[i], **kwargs)` returns.
     """
     fn = functools.partial(train_iterations, **kwargs)
+    if keys.shape[0] == 1:
+        # One member: the same computation without a batch axis of size 1, which XLA's CPU
+        # backend runs about 15% slower (every matmul becomes a batched dot).
+        out = fn(jax.tree.map(lambda x: x[0], states), data, keys[0])
+        return jax.tree.map(lambda x: x[None], out)
     return jax.vmap(fn, in_axes=(0, None, 0))(states, data, keys)
