@@ -26,14 +26,14 @@ import numpy as np
 from absl import app, flags, logging
 
 from bigran_jax import report, sweep, train
+from bigran_jax.experiments import stacked, synthetic
 
 CONFIGS = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'configs')
-BENCHMARKS = {  # name -> (config file, its argument, the metrics tabulated)
-    'ring': ('mixtures.py', 'ring', ('modes_captured', 'high_quality', 'reverse_kl')),
-    'grid': ('mixtures.py', 'grid', ('modes_captured', 'high_quality', 'reverse_kl')),
-    'stacked_veegan': ('stacked_mnist.py', 'veegan', ('modes', 'kl_to_uniform', 'mean_confidence')),
-    'stacked_small_d': ('stacked_mnist.py', 'small_d',
-                        ('modes', 'kl_to_uniform', 'mean_confidence')),
+BENCHMARKS = {  # name -> (config file, its argument, the metrics tabulated: the sweep summary's)
+    'ring': ('mixtures.py', 'ring', synthetic.SUMMARY_COLUMNS),
+    'grid': ('mixtures.py', 'grid', synthetic.SUMMARY_COLUMNS),
+    'stacked_veegan': ('stacked_mnist.py', 'veegan', stacked.SUMMARY_COLUMNS),
+    'stacked_small_d': ('stacked_mnist.py', 'small_d', stacked.SUMMARY_COLUMNS),
 }
 # Published means and standard errors: PacGAN tables 1 (2-D, 10 trials), 2 (stacked MNIST in
 # VEEGAN's setting; the first four rows as VEEGAN's paper reports them, without errors) and 3
@@ -66,6 +66,7 @@ PUBLISHED = {
                         ('PacDCGAN4', (667.4, 29.00), (1.81, 0.15))],
 }
 ROW_AXIS = ('model.strategy', 'model.k', 'train.batch_size')
+
 
 def _define_flags() -> None:
     """The command's flags; defined only when it runs, so importing this module (tests, notebooks)
@@ -114,11 +115,6 @@ def benchmark_config(name: str, rows=(), seeds: int = 0, num_steps: int = 0, log
     return c
 
 
-def _results(workdir: str) -> dict | None:
-    path = os.path.join(workdir, 'results.json')
-    return json.load(open(path)) if os.path.exists(path) else None
-
-
 def training_seconds(workdir: str, until: int | None = None) -> float:
     """Seconds of training up to iteration `until` (all when None), from the iteration rates a
     run logged in metrics.jsonl."""
@@ -153,11 +149,11 @@ def run_benchmark(name: str, workdir: str, **kwargs) -> list[dict]:
         first = ms[names[0]]
         label = row_name(first.model.strategy, first.model.k)
         steps = first.train.num_steps
-        done = [(_results(dirs[n]) or {}).get('step') == steps for n in names]
+        done = [(report.read_results(dirs[n]) or {}).get('step') == steps for n in names]
         if not all(done):
             logging.info('%s: training %s, %d seeds, %d iterations', name, label, len(names), steps)
             train.train_population([ms[n] for n in names], [dirs[n] for n in names])
-        results = [_results(dirs[n]) for n in names]
+        results = [report.read_results(dirs[n]) for n in names]
         rows.append({
             'row': label, 'seeds': len(names), 'iterations': steps,
             'training_seconds': training_seconds(dirs[names[0]], steps),

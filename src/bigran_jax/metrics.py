@@ -231,7 +231,6 @@ def generated_metrics(classifier: Any, generated: np.ndarray, reference: np.ndar
     }
 
 
-
 def stacked_mode_counts(digits: np.ndarray) -> np.ndarray:
     """Samples per stacked-MNIST mode: `digits` int `[N, 3]`, each channel's class, -> int64
     `[1000]`, mode `100 * d0 + 10 * d1 + d2`."""

@@ -89,14 +89,22 @@ def write_report(workdir: str, title: str, results: dict, figures: list, extra: 
     return path
 
 
+def read_results(workdir: str) -> dict | None:
+    """The `results.json` a run's last evaluation wrote in `workdir`, or None when there is none."""
+    path = os.path.join(workdir, 'results.json')
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
 def summarize(workdirs: dict, columns: list[str]) -> str:
     """A Markdown table over sweep members: `workdirs` maps a member's name to its workdir; each
     column is a dotted key into that member's `results.json` (missing values shown as '-')."""
     header = '| member | ' + ' | '.join(columns) + ' |'
     lines = [header, '|' + ' --- |' * (len(columns) + 1)]
     for name, wd in workdirs.items():
-        path = os.path.join(wd, 'results.json')
-        res = json.load(open(path)) if os.path.exists(path) else {}
+        res = read_results(wd) or {}
         cells = []
         for col in columns:
             v = res
