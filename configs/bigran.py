@@ -1,22 +1,36 @@
 """BiGRAN on MNIST (paper section 4, reference notes section 3).
 
-  python launch.py --config=configs/bigran.py --workdir=runs/bigran
+  python launch.py --config=configs/bigran.py --workdir=runs/bigran              # default
+  python launch.py --config=configs/bigran.py:reference --workdir=runs/bigran_ref
 
-The reference trained 300 epochs of 1,000 iterations; the default here is 20 epochs, which a
-2-core CPU runs in about an hour (raise train.num_steps for the full schedule).
+Variants (`configs/bigran.py:NAME`); every one keeps the paper's sizes (m = 25, t = 4, hidden
+128, k = 4, dropout 0.5):
 
-  python launch.py --config=configs/bigran.py:bigan --workdir=runs/bigran_bigan
+- default: BiGAN's optimiser schedule (Donahue et al. 2017: Adam 2e-4, b1 0.5, one D update per
+  E+G update, no decay) with two fidelity terms beside the adversarial loss, ALICE's cycle
+  `0.1 * ||x - G(E(x))||^2` and `0.01 * KL(q(z | x) || N(0, I))`, and a 512-unit ReLU layer
+  before each decoder step's output (see README, *BiGRAN*, for the ablation).
+- 'bigan': the same schedule with the paper's decoder and adversarial objective alone.
+- 'reference': the paper's schedule (D Adam 3e-4 and E+G 1e-4, b1 0.9, Keras decay, 4 D updates
+  per E+G update) and objective. Its discriminator wins within a few hundred iterations and the
+  decoder collapses (README).
+- 'keras1': 'reference' with the numerics the paper's code inherited from Keras 1
+  (`model.numerics = 'keras1'`: glorot / orthogonal kernels per gate, hard_sigmoid gates, one
+  dropout mask per gate, clipped cross-entropy).
+- 'tiny': the default shrunk to seconds (tests, a first smoke run).
 
-`:bigan` keeps the model and swaps the reference's optimiser schedule (D 3e-4 and E+G 1e-4, Adam
-b1 0.9, Keras decay, 4 D updates per E+G update) for BiGAN's (Donahue et al. 2017: Adam 2e-4,
-b1 0.5, one D update per E+G update). With the reference schedule the discriminator wins within a
-few hundred iterations (D loss 1e-4) and the decoder collapses onto one image; see README.
+The paper trained 300 epochs of 1,000 iterations (its figures come from >= 120,000 iterations);
+the default here is 10,000 iterations, about 10 minutes on a 2-core CPU.
 """
 
 from bigran_jax.config import base_config
 
+VARIANTS = ('default', 'bigan', 'reference', 'keras1', 'tiny')
 
-def get_config(variant: str = 'reference'):
+
+def get_config(variant: str = 'default'):
+    if variant not in VARIANTS:
+        raise ValueError(f'configs/bigran.py: unknown variant {variant!r}; use one of {VARIANTS}')
     c = base_config()
     c.experiment = 'bigran'
     c.model.latent = 25  # m (reference)
@@ -25,29 +39,50 @@ def get_config(variant: str = 'reference'):
     c.model.k = 4  # pairs per group read by the discriminator's sample LSTM (reference)
     c.model.dropout = 0.5  # after each tanh layer of D's image MLP (reference)
     c.model.lstm_dropout = 0.5  # on D's LSTM inputs and recurrent state (reference code)
+    # A ReLU layer of this many units between the decoder's LSTM and each step's linear map to
+    # the canvas (0: none, the paper's decoder; see models.Decoder).
+    c.model.decoder_mlp = 512
     # Unroll the short recurrences (t = 4 steps, k = 4 samples) fully: the same function, about
     # 10% more iterations/s on a 2-core CPU for about 10 s of compile (benchmarks/throughput.py).
     c.model.unroll = 4
-    c.train.num_steps = 20_000  # reference: 300 epochs x 1,000 iterations
+    c.train.num_steps = 10_000  # reference: 300 epochs x 1,000 iterations
     c.train.batch_size = 64  # reference: 64, in 16 groups of k = 4
-    c.train.d_steps = 4  # reference: 4 D updates per E+G update, each on a fresh batch
+    # BiGAN's schedule (Donahue et al. 2017); the reference's is in the 'reference' variant.
+    c.train.d_steps = 1  # D updates per E+G update, each on a fresh batch (reference: 4)
     c.train.g_steps = 1
-    c.train.d_lr = 3e-4  # reference: Adam 3e-4, Keras decay 1e-4 for D
-    c.train.d_decay = 1e-4
-    c.train.g_lr = 1e-4  # reference: Adam 1e-4, Keras decay 4e-4 for E and G
-    c.train.g_decay = 4e-4
+    c.train.d_lr = 2e-4  # reference: Adam 3e-4, Keras decay 1e-4 for D
+    c.train.d_decay = 0.0
+    c.train.g_lr = 2e-4  # reference: Adam 1e-4, Keras decay 4e-4 for E and G
+    c.train.g_decay = 0.0
+    c.train.adam_b1 = 0.5  # reference: 0.9 (Keras's default)
     c.train.d_l1 = 1e-6  # reference: L1 1e-6 on all weights
     c.train.g_l1 = 1e-6
+    # Fidelity and regulariser terms (bigran_jax.losses; 0 = off, the paper's objective):
+    c.train.cycle_x = 0.1  # ALICE's lambda * ||x - G(E(x))||^2 in the E+G loss
+    c.train.cycle_steps = 'last'  # the cycle reads the 'last' canvas, or 'all' steps' mean
+    c.train.cycle_z = 0.0  # latent cycle lambda * ||z - mu(E(G(z)))||^2 in the E+G loss
+    c.train.kl = 0.01  # beta * KL(q(z | x) || N(0, I)) of the encoder's posterior, in the E+G loss
+    c.train.r1 = 0.0  # R1 (Mescheder et al. 2018): gamma / 2 * ||grad D(x, E(x))||^2 in D's loss
     c.train.iterations_per_call = 50
     c.train.log_every = 500
     c.checkpoint.every = 2000
-    c.eval.snapshot_steps = (1000, 5000, 10_000, 20_000)
-    if variant == 'bigan':
-        c.train.d_steps = 1  # BiGAN: one D update per E+G update
-        c.train.d_lr = c.train.g_lr = 2e-4  # BiGAN: Adam 2e-4, b1 0.5, no decay
-        c.train.d_decay = c.train.g_decay = 0.0
-        c.train.adam_b1 = 0.5
-    elif variant != 'reference':
-        raise ValueError(f"configs/bigran.py: unknown variant {variant!r}; use 'reference' or "
-                         "'bigan'")
+    c.eval.snapshot_steps = (1000, 5000, 10_000)
+
+    if variant in ('bigan', 'reference', 'keras1'):
+        c.model.decoder_mlp = 0  # the paper's decoder
+        c.train.cycle_x = c.train.kl = 0.0  # the paper's objective alone
+    if variant in ('reference', 'keras1'):
+        c.train.num_steps = 20_000
+        c.train.d_steps = 4  # reference: 4 D updates per E+G update
+        c.train.d_lr, c.train.d_decay = 3e-4, 1e-4  # reference: Adam 3e-4, Keras decay 1e-4
+        c.train.g_lr, c.train.g_decay = 1e-4, 4e-4  # reference: Adam 1e-4, Keras decay 4e-4
+        c.train.adam_b1 = 0.9
+        c.eval.snapshot_steps = (1000, 5000, 10_000, 20_000)
+    if variant == 'keras1':
+        c.model.numerics = 'keras1'
+    if variant == 'tiny':
+        c.model.k, c.model.hidden, c.model.latent, c.model.steps, c.model.unroll = 2, 8, 4, 3, 1
+        c.train.batch_size, c.train.num_steps, c.train.iterations_per_call = 8, 4, 2
+        c.train.log_every, c.checkpoint.every = 2, 2
+        c.eval.num_samples, c.eval.snapshot_steps = 100, ()
     return c

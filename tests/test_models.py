@@ -12,13 +12,13 @@ from bigran_jax.recurrent import LSTM
 KEY = jax.random.key(0)
 
 
-def _reference_lstm(params, xs):
-    """A textbook LSTM written out step by step, to check the scan with hoisted projections."""
+def _reference_lstm(params, xs, sig=lambda v: 1 / (1 + np.exp(-v))):
+    """A textbook LSTM written out step by step, to check the scan with hoisted projections;
+    `sig` is the gates' activation."""
     w_ih, b = params['ih']['kernel'], params['ih']['bias']
     w_hh = params['step']['hh']['kernel']
     h = c = np.zeros((xs.shape[0], w_hh.shape[0]), np.float32)
     out = []
-    sig = lambda v: 1 / (1 + np.exp(-v))
     for s in range(xs.shape[1]):
         i, f, g, o = np.split(xs[:, s] @ w_ih + b + h @ w_hh, 4, axis=-1)
         c = sig(f) * c + sig(i) * np.tanh(g)
@@ -36,6 +36,16 @@ def test_lstm_matches_textbook_cell(unroll):
                                _reference_lstm(jax.device_get(params), np.asarray(xs)), atol=1e-5)
     # forget-gate bias starts at 1 (Keras 1), other gates at 0
     np.testing.assert_array_equal(params['ih']['bias'], np.repeat([0., 1., 0., 0.], 6))
+
+
+def test_keras1_lstm_matches_a_hard_sigmoid_textbook_cell():
+    xs = 2.0 * jax.random.normal(KEY, (3, 5, 7))
+    lstm = LSTM(6, numerics='keras1', unroll=2)
+    params = lstm.init(KEY, xs)['params']
+    hard = lambda v: np.clip(0.2 * v + 0.5, 0.0, 1.0)  # Keras 1's hard_sigmoid
+    np.testing.assert_allclose(lstm.apply({'params': params}, xs),
+                               _reference_lstm(jax.device_get(params), np.asarray(xs), hard),
+                               atol=1e-5)
 
 
 def test_lstm_repeated_input_equals_tiled_input():

@@ -171,10 +171,18 @@ def test_unknown_config_key_on_the_command_line_is_a_clear_error(tmp_path):
     assert not os.path.exists(tmp_path / 'checkpoints')
 
 
-def test_bigran_bigan_variant_changes_only_the_optimiser_schedule():
-    ref, bigan = bigran_config.get_config(), bigran_config.get_config('bigan')
-    assert ref.model.to_dict() == bigan.model.to_dict()
+def test_bigran_variants_change_what_they_say():
+    default, bigan = bigran_config.get_config(), bigran_config.get_config('bigan')
+    ref, keras1 = bigran_config.get_config('reference'), bigran_config.get_config('keras1')
+    assert default.model.to_dict() == bigan.model.to_dict() == ref.model.to_dict()
+    # default = 'bigan' + fidelity terms; 'bigan' and 'reference' differ in the schedule only
+    assert (default.train.cycle_x, default.train.kl) != (0.0, 0.0)
+    assert (bigan.train.cycle_x, bigan.train.kl, ref.train.cycle_x, ref.train.kl) == (0,) * 4
+    assert default.train.d_steps == bigan.train.d_steps == 1
     assert (bigan.train.d_steps, bigan.train.d_lr, bigan.train.adam_b1) == (1, 2e-4, 0.5)
     assert (ref.train.d_steps, ref.train.d_lr, ref.train.adam_b1) == (4, 3e-4, 0.9)
+    assert keras1.model.numerics == 'keras1' and ref.model.numerics == 'flax'
+    keras1.model.numerics = 'flax'
+    assert keras1.to_dict() == ref.to_dict()
     with pytest.raises(ValueError, match="unknown variant 'bigann'"):
         bigran_config.get_config('bigann')

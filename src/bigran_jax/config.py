@@ -10,6 +10,8 @@ import json
 
 import ml_collections
 
+from bigran_jax.recurrent import NUMERICS
+
 EXPERIMENTS = ('toy', 'rdgan', 'bigran', 'synthetic', 'stacked')
 # The mode-collapse benchmarks' discriminators (models.StrategyDiscriminator); the last two read
 # one sample at a time, so they take model.k = 1 only.
@@ -33,6 +35,10 @@ def base_config() -> ml_collections.ConfigDict:
     c.model = ml_collections.ConfigDict()
     c.model.k = 4  # samples the discriminator reads in a row (recurrent-discrimination depth)
     c.model.unroll = 1  # scan unroll of every recurrence (speed only; same function)
+    # 'flax' (Flax's initialisers, logistic gates, one dropout mask per LSTM input) or 'keras1'
+    # (what the paper's code inherited: glorot / orthogonal per gate, hard_sigmoid gates, one
+    # dropout mask per gate, clipped cross-entropy); see bigran_jax.recurrent.
+    c.model.numerics = 'flax'
 
     c.train = ml_collections.ConfigDict()
     c.train.num_steps = 1000  # training iterations (an iteration = d_steps + g_steps updates)
@@ -92,6 +98,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     need(config.train.iterations_per_call >= 1, 'train.iterations_per_call', 'must be >= 1')
     need(config.train.log_every >= 1, 'train.log_every', 'must be >= 1')
     need(config.model.unroll >= 1, 'model.unroll', 'must be >= 1')
+    need(config.model.numerics in NUMERICS, 'model.numerics', f'must be one of {NUMERICS}')
     need(config.data.source in ('auto', 'tfds', 'idx', 'embedded'), 'data.source',
          "must be 'auto', 'tfds', 'idx' or 'embedded'")
     need(config.train.on_divergence in ('stop', 'rollback'), 'train.on_divergence',
@@ -107,6 +114,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
              "must be 'uniform' or 'normal'")
     if config.experiment in ('synthetic', 'stacked'):
         _check_strategy(config, need)
+    if config.experiment == 'bigran':
+        _check_bigran(config, need)
     for path, values in config.sweep:
         paths = (path,) if isinstance(path, str) else tuple(path)
         for p in paths:
@@ -125,6 +134,20 @@ def _check_strategy(config, need) -> None:
     need(config.model.k == 1 or strategy in ('recurrent', 'packing'), 'model.k',
          f"must be 1 with model.strategy='{strategy}' (it scores one sample at a time); "
          "'packing' or 'recurrent' read groups of k")
+
+
+# BiGRAN's fidelity and regulariser terms (bigran_jax.losses): weights, and where the cycle reads.
+BIGRAN_TERMS = ('train.cycle_x', 'train.cycle_z', 'train.kl', 'train.r1')
+CYCLE_STEPS = ('last', 'all')
+
+
+def _check_bigran(config, need) -> None:
+    for key in BIGRAN_TERMS:
+        value = config_get(config, key)
+        need(isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0, key,
+             'must be a number >= 0 (0 turns the term off)')
+    need(config_get(config, 'train.cycle_steps') in CYCLE_STEPS, 'train.cycle_steps',
+         f'must be one of {CYCLE_STEPS}')
 
 
 # What members of one population may differ in: the seed, and the optimiser's numbers, which live

@@ -40,13 +40,47 @@ def save_grid(path: str, images, rows: int, cols: int) -> str:
     return save_png(path, image_grid(images, rows, cols))
 
 
+def cut_grid(path: str, rows: int, cols: int, inset: int = 3) -> np.ndarray:
+    """The cells of an image grid (a paper figure, or one of `save_grid`'s) as digits.
+
+    The picture is cut into a uniform `rows x cols` grid; each cell loses `inset` pixels on every
+    side (the grid lines), and its green channel (grey for a one-channel picture) is resized
+    bilinearly to 28 x 28.
+
+    Returns:
+      `[rows * cols, 28, 28]` float32 in [0, 1], row by row.
+    """
+    from PIL import Image
+
+    try:
+        picture = Image.open(path)
+    except (OSError, ValueError) as e:
+        raise ValueError(f'{path}: not a readable image ({e})') from None
+    bands = picture.getbands()
+    channel = picture.getchannel('G') if 'G' in bands else picture.convert('L')
+    width, height = channel.size
+    cells = []
+    for r in range(rows):
+        for c in range(cols):
+            box = (c * width / cols + inset, r * height / rows + inset,
+                   (c + 1) * width / cols - inset, (r + 1) * height / rows - inset)
+            if box[2] - box[0] < 2 or box[3] - box[1] < 2:
+                raise ValueError(f'{path}: {width} x {height} pixels is too small for a '
+                                 f'{rows} x {cols} grid with an inset of {inset}')
+            cell = channel.resize((28, 28), Image.BILINEAR, box=box)
+            cells.append(np.asarray(cell, np.float32) / 255.0)
+    return np.stack(cells)
+
+
 def save_line_plot(path: str, x, curves: dict, *, xlabel: str, ylabel: str, title: str,
                    logy: bool = False) -> str:
-    """One line per entry of `curves` (label -> y values over `x`), written as PNG."""
+    """One line per entry of `curves` (label -> y values over `x`; with `x=None`, label ->
+    `(x, y)`, each curve on its own abscissae), written as PNG."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(5, 3.5), dpi=120)
     for (label, y), marker in zip(curves.items(), 'osx^d', strict=False):
-        ax.plot(x, y, marker=marker, label=label)
+        xs, ys = y if x is None else (x, y)
+        ax.plot(xs, ys, marker=marker if len(xs) <= 30 else None, label=label)
     ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
     if logy:
         ax.set_yscale('log')

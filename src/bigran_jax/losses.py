@@ -1,5 +1,6 @@
-"""Losses shared by every experiment: binary cross-entropy on logits, the L1 weight penalty, and
-the sample-vs-noise GAN game built from them."""
+"""Losses, as pure functions: binary cross-entropy (on logits, or Keras 1's clipped form), the L1
+weight penalty, the sample-vs-noise GAN game, and BiGRAN's discriminator and encoder+decoder losses
+with their optional fidelity terms (ALICE's cycle, a latent cycle) and regulariser (R1)."""
 
 from __future__ import annotations
 
@@ -7,13 +8,22 @@ import jax
 import jax.numpy as jnp
 import optax
 
+KERAS_EPSILON = 1e-7  # Keras 1 clips probabilities to [eps, 1 - eps] before its log loss
 
-def bce(logits, target) -> jax.Array:
+
+def bce(logits, target, *, clip: bool = False) -> jax.Array:
     """Mean binary cross-entropy of `sigmoid(logits)` against `target` (a scalar or an array).
 
-    Computed from logits (log-sum-exp form), so it stays finite where a sigmoid saturates.
+    `clip=False`: computed from logits (log-sum-exp form), finite wherever a sigmoid saturates.
+    `clip=True`: Keras 1's `binary_crossentropy`, on probabilities clipped to
+    `[1e-7, 1 - 1e-7]`: each term is at most -log(1e-7) = 16.1 and its gradient is zero once the
+    probability is clipped (what the paper's code trained with).
     """
-    return optax.sigmoid_binary_cross_entropy(logits, jnp.broadcast_to(target, logits.shape)).mean()
+    target = jnp.broadcast_to(target, logits.shape)
+    if not clip:
+        return optax.sigmoid_binary_cross_entropy(logits, target).mean()
+    p = jnp.clip(jax.nn.sigmoid(logits), KERAS_EPSILON, 1.0 - KERAS_EPSILON)
+    return -(target * jnp.log(p) + (1.0 - target) * jnp.log1p(-p)).mean()
 
 
 def l1_penalty(params) -> jax.Array:
@@ -24,13 +34,14 @@ def l1_penalty(params) -> jax.Array:
     return sum(kernels, jnp.zeros(()))
 
 
-def gan_losses(discriminate, generate, train):
+def gan_losses(discriminate, generate, train, *, clip: bool = False):
     """The GAN losses of a game whose batches hold real samples `'real'` and noise `'z'`.
 
     Args:
       discriminate: `(d_params, samples) -> logits`.
       generate: `(g_params, z) -> samples`.
       train: the config's `train` (`real_label` for one-sided label smoothing, `d_l1`, `g_l1`).
+      clip: Keras 1's clipped cross-entropy (`bce`).
 
     Returns:
       `(d_loss, g_loss)` with `steps.Game`'s signatures: D scores real samples as `real_label`
@@ -41,14 +52,97 @@ def gan_losses(discriminate, generate, train):
         del key
         real_logits = discriminate(d_params, batch['real'])
         fake_logits = discriminate(d_params, generate(g_params, batch['z']))
-        loss = bce(real_logits, train.real_label) + bce(fake_logits, 0.0)
+        loss = bce(real_logits, train.real_label, clip=clip) + bce(fake_logits, 0.0, clip=clip)
         return loss + train.d_l1 * l1_penalty(d_params), {
             'd_loss': loss, 'd_real': jax.nn.sigmoid(real_logits).mean(),
             'd_fake': jax.nn.sigmoid(fake_logits).mean()}
 
     def g_loss(g_params, d_params, batch, key):
         del key
-        loss = bce(discriminate(d_params, generate(g_params, batch['z'])), 1.0)
+        loss = bce(discriminate(d_params, generate(g_params, batch['z'])), 1.0, clip=clip)
         return loss + train.g_l1 * l1_penalty(g_params), {'g_loss': loss}
 
     return d_loss, g_loss
+
+
+# BiGRAN (paper section 4). `net` is a `bigran_jax.experiments.bigran.BiGRAN`, `train` the config's
+# `train` section; a batch holds images `x` `[B, 784]`, the encoder's noise `eps` and the prior
+# draws `z`, both `[B, t, m]`. Params are the train state's `{'encoder': ..., 'decoder': ...}`
+# (`g_params`) and the discriminator's (`d_params`).
+
+def _discriminate(net, d_params, x, z, key):
+    return net.discriminator.apply({'params': d_params}, x, z, deterministic=False,
+                                   rngs={'dropout': key})
+
+
+def _pairs(net, g_params, batch):
+    """The real pair's latents E(x) `[B, t, m]` and the fake pair's canvases G(z) `[B, t, 784]`."""
+    z_real = net.encoder.apply({'params': g_params['encoder']}, batch['x'], batch['eps'])[0]
+    return z_real, net.decoder.apply({'params': g_params['decoder']}, batch['z'])
+
+
+def bigran_d_loss(net, train, d_params, g_params, batch, key, *, clip: bool = False):
+    """BiGRAN's discriminator loss, `(loss, metrics)`.
+
+    loss = BCE(D(x, E(x)), real_label) + BCE(D(G(z), z), 0)       (every step, every sample)
+         + d_l1 * sum |W_D|
+         + r1 / 2 * E_x ||grad_(x, E(x)) sum_s D_s(x, E(x))||^2     (Mescheder et al. 2018's R1)
+
+    R1 penalises D's gradient on real pairs only, with respect to both halves of the pair (the
+    image and its latent sequence), computed from the same forward pass as the real logits.
+    Reported `d_loss` is the BCE alone.
+    """
+    z_real, canvases = _pairs(net, g_params, batch)
+    k_real, k_fake = jax.random.split(key)
+    score = lambda x, z: _discriminate(net, d_params, x, z, k_real)
+    if train.r1 > 0:
+        real, vjp = jax.vjp(score, batch['x'], z_real)
+        gx, gz = vjp(jnp.ones_like(real))
+        r1 = (jnp.square(gx).sum(-1) + jnp.square(gz).sum((-2, -1))).mean()
+    else:
+        real, r1 = score(batch['x'], z_real), jnp.zeros(())
+    fake = _discriminate(net, d_params, canvases, batch['z'], k_fake)
+    loss = bce(real, train.real_label, clip=clip) + bce(fake, 0.0, clip=clip)
+    total = loss + train.d_l1 * l1_penalty(d_params) + 0.5 * train.r1 * r1
+    return total, {'d_loss': loss, 'd_real': jax.nn.sigmoid(real).mean(),
+                   'd_fake': jax.nn.sigmoid(fake).mean(), 'r1': r1}
+
+
+def bigran_g_loss(net, train, g_params, d_params, batch, key, *, clip: bool = False):
+    """BiGRAN's encoder+decoder loss (one player), `(loss, metrics)`.
+
+    loss = BCE(D(x, E(x)), 0) + BCE(D(G(z), z), 1)                (the reverse of D's targets)
+         + g_l1 * sum |W_E, W_G|
+         + cycle_x * E_x ||x - G(E(x))_s||^2     (ALICE, Li et al. 2017; s = the last step, or
+                                                  the mean over steps with cycle_steps = 'all')
+         + cycle_z * E_z ||z - mu(E(G(z)_t))||^2   (latent cycle through the final canvas)
+         + kl * E_x KL(N(mu, sigma^2) || N(0, I))    (the encoder's posterior against the prior,
+                                                    as in a VAE: keeps E(x) where z ~ N(0, I) is)
+
+    The squared norms are sums over pixels (latent units and steps), averaged over the batch.
+    Reported `g_loss` is the adversarial part alone.
+    """
+    k_real, k_fake = jax.random.split(key)
+    z_real, mu, logvar = net.encoder.apply({'params': g_params['encoder']}, batch['x'],
+                                           batch['eps'])
+    canvases = net.decoder.apply({'params': g_params['decoder']}, batch['z'])
+    real = _discriminate(net, d_params, batch['x'], z_real, k_real)
+    fake = _discriminate(net, d_params, canvases, batch['z'], k_fake)
+    loss = bce(real, 0.0, clip=clip) + bce(fake, 1.0, clip=clip)
+    metrics = {'g_loss': loss}
+    total = loss + train.g_l1 * l1_penalty(g_params)
+    if train.cycle_x > 0:
+        rec = net.decoder.apply({'params': g_params['decoder']}, z_real)  # [B, t, 784]
+        rec = rec[:, -1:] if train.cycle_steps == 'last' else rec
+        metrics['cycle_x'] = jnp.square(rec - batch['x'][:, None]).sum(-1).mean()
+        total += train.cycle_x * metrics['cycle_x']
+    if train.kl > 0:
+        kl = 0.5 * (jnp.square(mu) + jnp.exp(logvar) - 1.0 - logvar)
+        metrics['kl'] = kl.sum((-2, -1)).mean()
+        total += train.kl * metrics['kl']
+    if train.cycle_z > 0:
+        mu = net.encoder.apply({'params': g_params['encoder']}, canvases[:, -1],
+                               jnp.zeros_like(batch['z']))[1]
+        metrics['cycle_z'] = jnp.square(mu - batch['z']).sum((-2, -1)).mean()
+        total += train.cycle_z * metrics['cycle_z']
+    return total, metrics

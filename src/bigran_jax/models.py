@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 
 from bigran_jax.config import STRATEGIES
-from bigran_jax.recurrent import LSTM
+from bigran_jax.recurrent import LSTM, dense_init
 
 IMAGE_SIZE = 784  # n in the paper: a flattened 28 x 28 MNIST image
 
@@ -40,36 +40,42 @@ class GroupDiscriminator(nn.Module):
       features: LSTM units (per direction).
       bidirectional: add a reversed LSTM.
       unroll: scan unroll (see `LSTM`).
+      numerics: 'flax' or 'keras1' initialisers and gates (see `bigran_jax.recurrent`).
     """
 
     k: int
     features: int = 256
     bidirectional: bool = False
     unroll: int = 1
+    numerics: str = 'flax'
 
     @nn.compact
     def __call__(self, x):
         """`x`: `[B, d]` samples -> `[B]` logits, sample `g * k + j` scored at position j."""
         groups = check_groups(x.shape[0], self.k)
         seq = x.reshape(groups, self.k, -1)
-        h = LSTM(self.features, unroll=self.unroll, name='forward')(seq)
+        lstm = dict(unroll=self.unroll, numerics=self.numerics)
+        h = LSTM(self.features, name='forward', **lstm)(seq)
         if self.bidirectional:
-            back = LSTM(self.features, reverse=True, unroll=self.unroll, name='backward')(seq)
+            back = LSTM(self.features, reverse=True, name='backward', **lstm)(seq)
             h = jnp.concatenate([h, back], axis=-1)
-        return nn.Dense(1, name='out')(h).reshape(x.shape[0])
+        out = nn.Dense(1, kernel_init=dense_init(self.numerics), name='out')
+        return out(h).reshape(x.shape[0])
 
 
 class MLPGenerator(nn.Module):
     """z -> Dense 256 tanh -> Dense 256 tanh -> Dense 784 sigmoid (paper section 3.2)."""
 
     hidden: int = 256
+    numerics: str = 'flax'  # Dense initialisers: 'flax' or 'keras1'
 
     @nn.compact
     def __call__(self, z):
         """`z`: `[B, latent]` -> images `[B, 784]` in [0, 1]."""
-        h = jnp.tanh(nn.Dense(self.hidden)(z))
-        h = jnp.tanh(nn.Dense(self.hidden)(h))
-        return nn.sigmoid(nn.Dense(IMAGE_SIZE)(h))
+        init = dense_init(self.numerics)
+        h = jnp.tanh(nn.Dense(self.hidden, kernel_init=init)(z))
+        h = jnp.tanh(nn.Dense(self.hidden, kernel_init=init)(h))
+        return nn.sigmoid(nn.Dense(IMAGE_SIZE, kernel_init=init)(h))
 
 
 class Encoder(nn.Module):
@@ -81,12 +87,14 @@ class Encoder(nn.Module):
       steps: t, the recurrent depth.
       hidden: LSTM units.
       unroll: scan unroll.
+      numerics: 'flax' or 'keras1' initialisers and gates (see `bigran_jax.recurrent`).
     """
 
     latent: int = 25
     steps: int = 4
     hidden: int = 128
     unroll: int = 1
+    numerics: str = 'flax'
 
     @nn.compact
     def __call__(self, x, eps):
@@ -100,9 +108,10 @@ class Encoder(nn.Module):
         Returns:
           `(z, mu, logvar)`, each `[B, steps, latent]`.
         """
-        h = LSTM(self.hidden, unroll=self.unroll)(x, length=self.steps)
-        mu = nn.Dense(self.latent, name='mu')(h)
-        logvar = nn.Dense(self.latent, name='logvar')(h)
+        h = LSTM(self.hidden, unroll=self.unroll, numerics=self.numerics)(x, length=self.steps)
+        init = dense_init(self.numerics)
+        mu = nn.Dense(self.latent, kernel_init=init, name='mu')(h)
+        logvar = nn.Dense(self.latent, kernel_init=init, name='logvar')(h)
         return mu + jnp.exp(0.5 * logvar) * eps, mu, logvar
 
 
@@ -113,16 +122,25 @@ class Decoder(nn.Module):
     Attributes:
       hidden: LSTM units.
       unroll: scan unroll.
+      numerics: 'flax' or 'keras1' initialisers and gates (see `bigran_jax.recurrent`).
+      mlp: units of a ReLU layer between the LSTM and each step's linear map to 784 (0: none,
+        the paper's decoder). Without it the final canvas is `sigmoid(W sum_s h_s + b)`, a
+        linear map of a 128-vector; with it each step adds a nonlinear stroke.
     """
 
     hidden: int = 128
     unroll: int = 1
+    numerics: str = 'flax'
+    mlp: int = 0
 
     @nn.compact
     def __call__(self, z):
         """`z`: `[B, t, latent]` -> canvases `[B, t, 784]` in [0, 1], the image after each step."""
-        h = LSTM(self.hidden, unroll=self.unroll)(z)
-        return nn.sigmoid(jnp.cumsum(nn.Dense(IMAGE_SIZE, name='out')(h), axis=1))
+        h = LSTM(self.hidden, unroll=self.unroll, numerics=self.numerics)(z)
+        if self.mlp:
+            h = nn.relu(nn.Dense(self.mlp, kernel_init=dense_init(self.numerics), name='mlp')(h))
+        out = nn.Dense(IMAGE_SIZE, kernel_init=dense_init(self.numerics), name='out')
+        return nn.sigmoid(jnp.cumsum(out(h), axis=1))
 
 
 class JointDiscriminator(nn.Module):
@@ -139,6 +157,7 @@ class JointDiscriminator(nn.Module):
       dropout: rate after each tanh layer of the image MLP.
       lstm_dropout: rate on the LSTMs' inputs and recurrent state (the paper's code used 0.5).
       unroll: scan unroll.
+      numerics: 'flax' or 'keras1' initialisers, gates and dropout masks (`bigran_jax.recurrent`).
     """
 
     k: int = 4
@@ -146,6 +165,7 @@ class JointDiscriminator(nn.Module):
     dropout: float = 0.5
     lstm_dropout: float = 0.5
     unroll: int = 1
+    numerics: str = 'flax'
 
     @nn.compact
     def __call__(self, x, z, *, deterministic: bool = True):
@@ -162,21 +182,21 @@ class JointDiscriminator(nn.Module):
         """
         batch, steps = z.shape[:2]
         groups = check_groups(batch, self.k)
-        hz = LSTM(self.hidden, dropout=self.lstm_dropout, unroll=self.unroll, name='z_lstm')(
-            z, deterministic=deterministic)
-        a = nn.Dense(self.hidden, name='x_hidden1')(x)
+        lstm = dict(dropout=self.lstm_dropout, unroll=self.unroll, numerics=self.numerics)
+        init = dense_init(self.numerics)
+        hz = LSTM(self.hidden, name='z_lstm', **lstm)(z, deterministic=deterministic)
+        a = nn.Dense(self.hidden, kernel_init=init, name='x_hidden1')(x)
         if x.ndim == 2:
             a = jnp.broadcast_to(a[:, None, :], (batch, steps, self.hidden))
         hx = nn.Dropout(self.dropout)(jnp.tanh(a), deterministic=deterministic)
-        hx = jnp.tanh(nn.Dense(self.hidden, name='x_hidden2')(hx))
+        hx = jnp.tanh(nn.Dense(self.hidden, kernel_init=init, name='x_hidden2')(hx))
         hx = nn.Dropout(self.dropout)(hx, deterministic=deterministic)
         h = jnp.concatenate([hz, hx], axis=-1)
         # [G*k, t, 2H] -> [G*t, k, 2H]: the sample LSTM runs across a group, once per step.
         h = h.reshape(groups, self.k, steps, -1).transpose(0, 2, 1, 3)
         h = h.reshape(groups * steps, self.k, -1)
-        h = LSTM(self.hidden, dropout=self.lstm_dropout, unroll=self.unroll, name='k_lstm')(
-            h, deterministic=deterministic)
-        logits = nn.Dense(1, name='out')(h).reshape(groups, steps, self.k)
+        h = LSTM(self.hidden, name='k_lstm', **lstm)(h, deterministic=deterministic)
+        logits = nn.Dense(1, kernel_init=init, name='out')(h).reshape(groups, steps, self.k)
         return logits.transpose(0, 2, 1).reshape(batch, steps)
 
 

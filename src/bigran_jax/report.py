@@ -98,6 +98,12 @@ def read_results(workdir: str) -> dict | None:
         return json.load(f)
 
 
+def _cell(v) -> str:
+    if isinstance(v, list) and all(isinstance(x, float) for x in v):
+        return ', '.join(f'{x:.0f}' if abs(x) >= 10 else f'{x:.3g}' for x in v)
+    return f'{v:.4g}' if isinstance(v, float) else '-' if v is None else str(v)
+
+
 def summarize(workdirs: dict, columns: list[str]) -> str:
     """A Markdown table over sweep members: `workdirs` maps a member's name to its workdir; each
     column is a dotted key into that member's `results.json` (missing values shown as '-')."""
@@ -110,6 +116,6 @@ def summarize(workdirs: dict, columns: list[str]) -> str:
             v = res
             for part in col.split('.'):
                 v = v.get(part) if isinstance(v, dict) else None
-            cells.append(f'{v:.4g}' if isinstance(v, float) else '-' if v is None else str(v))
+            cells.append(_cell(v))
         lines.append(f'| {name} | ' + ' | '.join(cells) + ' |')
     return '\n'.join(lines)

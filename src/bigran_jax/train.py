@@ -322,7 +322,7 @@ def train_population(configs: list[ml_collections.ConfigDict], workdirs: list[st
         if members.primary:
             params = jax.device_get(state.params)
             results = [evaluate(run, jax.tree.map(lambda x, i=i: x[i], params), workdir, step,
-                                tb, member=i)
+                                tb, member=i, train_seconds=seconds)
                        for i, (workdir, tb) in enumerate(zip(workdirs, members.tbs, strict=True))]
     finally:
         members.close()
@@ -436,15 +436,19 @@ def _train(run: Run, members: _Members, state: steps.TrainState) -> tuple[steps.
 
 
 def evaluate(run: Run, params, workdir: str, step: int,
-             tb: report.TensorBoard | None = None, member: int = 0) -> dict:
+             tb: report.TensorBoard | None = None, member: int = 0,
+             train_seconds: float | None = None) -> dict:
     """Runs the experiment's evaluation on member `member`'s `params` (trained `step` iterations)
-    and writes results.json, a metrics.jsonl row, report.md and TensorBoard scalars."""
+    and writes results.json, a metrics.jsonl row, report.md and TensorBoard scalars.
+    `train_seconds`: the wall time of the training call that just ended (a resumed run counts
+    only its last leg), recorded in results.json."""
     t0 = time.perf_counter()
     config = run.configs[member]
     results, figs, text = run.experiment.evaluate(params, config, run.mnist,
                                                   run.eval_keys[member], workdir)
     results = {'experiment': config.experiment, 'step': step,
                'eval_seconds': time.perf_counter() - t0,
+               **({'train_seconds': train_seconds} if train_seconds is not None else {}),
                **({'data': run.mnist.description} if run.mnist else {}), **results}
     report.write_json(os.path.join(workdir, 'results.json'), results)
     report.append_jsonl(os.path.join(workdir, 'metrics.jsonl'), {'eval': results, 'step': step})

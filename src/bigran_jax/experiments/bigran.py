@@ -14,6 +14,7 @@ The public pure functions researchers call live on `BiGRAN` (`model(config)` bui
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 
 import jax
@@ -23,13 +24,13 @@ import numpy as np
 from bigran_jax import figures, metrics
 from bigran_jax.data import sample_batch
 from bigran_jax.experiments import common
-from bigran_jax.losses import bce, l1_penalty
+from bigran_jax.losses import bigran_d_loss, bigran_g_loss
 from bigran_jax.models import IMAGE_SIZE, Decoder, Encoder, JointDiscriminator
 from bigran_jax.steps import Game
 
 NEEDS_DATA = True
-SUMMARY_COLUMNS = ['modes_covered', 'kl_to_uniform', 'frechet_distance', 'class_agreement',
-                   'nearest_neighbour_accuracy', 'step_error_last']
+SUMMARY_COLUMNS = ['modes_covered', 'kl_to_uniform', 'mean_confidence', 'frechet_distance',
+                   'class_agreement', 'class_agreement_mu', 'nearest_neighbour_accuracy']
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,10 +88,13 @@ class BiGRAN:
 def model(config) -> BiGRAN:
     m = config.model
     return BiGRAN(
-        encoder=Encoder(latent=m.latent, steps=m.steps, hidden=m.hidden, unroll=m.unroll),
-        decoder=Decoder(hidden=m.hidden, unroll=m.unroll),
+        encoder=Encoder(latent=m.latent, steps=m.steps, hidden=m.hidden, unroll=m.unroll,
+                        numerics=m.numerics),
+        decoder=Decoder(hidden=m.hidden, unroll=m.unroll, numerics=m.numerics,
+                        mlp=m.decoder_mlp),
         discriminator=JointDiscriminator(k=m.k, hidden=m.hidden, dropout=m.dropout,
-                                         lstm_dropout=m.lstm_dropout, unroll=m.unroll))
+                                         lstm_dropout=m.lstm_dropout, unroll=m.unroll,
+                                         numerics=m.numerics))
 
 
 def make_game(config) -> Game:
@@ -103,29 +107,11 @@ def make_game(config) -> Game:
         return {'x': sample_batch(kx, images, n), 'eps': jax.random.normal(ke, shape),
                 'z': jax.random.normal(kz, shape)}
 
-    def logits(d_params, g_params, batch, key):
-        """D's logits `[n, t]` on the real pairs (x, E(x)) and the fake pairs (G(z), z)."""
-        z_real = net.encoder.apply({'params': g_params['encoder']}, batch['x'], batch['eps'])[0]
-        canvases = net.decoder.apply({'params': g_params['decoder']}, batch['z'])
-        k_real, k_fake = jax.random.split(key)
-        disc = net.discriminator
-        real = disc.apply({'params': d_params}, batch['x'], z_real, deterministic=False,
-                          rngs={'dropout': k_real})
-        fake = disc.apply({'params': d_params}, canvases, batch['z'], deterministic=False,
-                          rngs={'dropout': k_fake})
-        return real, fake
-
-    def d_loss(d_params, g_params, batch, key):
-        real, fake = logits(d_params, g_params, batch, key)
-        loss = bce(real, t.real_label) + bce(fake, 0.0)
-        return loss + t.d_l1 * l1_penalty(d_params), {
-            'd_loss': loss, 'd_real': jax.nn.sigmoid(real).mean(),
-            'd_fake': jax.nn.sigmoid(fake).mean()}
-
-    def g_loss(g_params, d_params, batch, key):
-        real, fake = logits(d_params, g_params, batch, key)
-        loss = bce(real, 0.0) + bce(fake, 1.0)
-        return loss + t.g_l1 * l1_penalty(g_params), {'g_loss': loss}
+    # The losses and their fidelity / regulariser terms: bigran_jax.losses. Keras 1's numerics
+    # include its clipped cross-entropy.
+    clip = config.model.numerics == 'keras1'
+    d_loss = functools.partial(bigran_d_loss, net, t, clip=clip)
+    g_loss = functools.partial(bigran_g_loss, net, t, clip=clip)
 
     return Game(init=net.init, sample=sample, d_loss=d_loss, g_loss=g_loss)
 
@@ -157,9 +143,10 @@ def evaluate(params, config, mnist, key, workdir) -> tuple[dict, list, str]:
     ids = np.arange(n) % mnist.test_images.shape[0]  # repeats the test split if n exceeds it
     test_x = mnist.test_images[ids].reshape(n, IMAGE_SIZE).astype(np.float32) / 255.0
     test_y = mnist.test_labels[ids]
-    sample = jax.jit(lambda k: net.sample(params, k, 1000)[:, -1])
-    generated = np.concatenate([np.asarray(sample(jax.random.fold_in(k_sample, i)))
-                                for i in range(-(-max(n, 100) // 1000))])
+    sample = jax.jit(lambda k: net.sample(params, k, 1000))
+    sampled = np.concatenate([np.asarray(sample(jax.random.fold_in(k_sample, i)))
+                              for i in range(-(-max(n, 100) // 1000))])  # [>= n, t, 784]
+    generated = sampled[:, -1]
     rec_keys = np.asarray(jax.random.key_data(jax.random.split(k_rec, n)))
     reconstruct = jax.jit(jax.vmap(
         lambda x, kd: net.reconstruct(params, x[None], jax.random.wrap_key_data(kd))[0]))
@@ -192,6 +179,12 @@ def evaluate(params, config, mnist, key, workdir) -> tuple[dict, list, str]:
     step_error = metrics.per_step_error(canvases, test_x)
     # How much each step's canvas looks like MNIST: it should fall as the canvas sharpens.
     step_frechet = [metrics.frechet_distance(f, features_test) for _, f in judged]
+    sample_step_frechet = [metrics.frechet_distance(clf.predict(sampled[:n, s])[1], features_test)
+                           for s in range(t)]
+    # Reconstructions through the encoder's means (z = mu), beside the stochastic ones.
+    reconstruct_mu = jax.jit(lambda x: net.decode(params, net.encode(
+        params, x, jax.random.key(0))[1])[:, -1])
+    pred_mu = clf.predict(_batched(reconstruct_mu, test_x))[0].argmax(-1)
     encode_mu = jax.jit(lambda x: net.encode(params, x, jax.random.key(0))[1].reshape(len(x), -1))
     train_x = mnist.train_images.reshape(-1, IMAGE_SIZE).astype(np.float32) / 255.0
     nn_acc = metrics.nearest_neighbour_accuracy(
@@ -201,12 +194,17 @@ def evaluate(params, config, mnist, key, workdir) -> tuple[dict, list, str]:
     results.update({
         'num_samples': n,
         'class_agreement': metrics.class_agreement(probs_test.argmax(-1), pred_rec),
+        'class_agreement_mu': metrics.class_agreement(probs_test.argmax(-1), pred_mu),
+        'sample_step_frechet': sample_step_frechet,
         'step_error': [float(e) for e in step_error], 'step_error_last': float(step_error[-1]),
         'step_frechet': step_frechet,
         'nearest_neighbour_accuracy': nn_acc})
     text = (f"{results['modes_covered']} modes, KL to uniform {results['kl_to_uniform']:.4f}, "
             f"Frechet distance {results['frechet_distance']:.3f}\n"
-            f"reconstruction class agreement {results['class_agreement']:.4f}, "
+            f"judge confidence {results['mean_confidence']:.3f}; per-step Frechet distance of "
+            f"the samples' canvases {' '.join(f'{e:.1f}' for e in sample_step_frechet)}\n"
+            f"reconstruction class agreement {results['class_agreement']:.4f} "
+            f"(z = mu: {results['class_agreement_mu']:.4f}), "
             f"1-NN accuracy on encoder means {nn_acc:.4f}\n"
             f"per-step reconstruction MSE {' '.join(f'{e:.4f}' for e in step_error)}\n"
             f"per-step Frechet distance of the canvases to the test images "

@@ -25,8 +25,9 @@ SUMMARY_COLUMNS = ['modes_covered', 'kl_to_uniform', 'frechet_distance', 'mean_c
 
 def _models(config):
     m = config.model
-    return (MLPGenerator(hidden=m.g_hidden),
-            GroupDiscriminator(k=m.k, features=m.d_hidden, bidirectional=True, unroll=m.unroll))
+    return (MLPGenerator(hidden=m.g_hidden, numerics=m.numerics),
+            GroupDiscriminator(k=m.k, features=m.d_hidden, bidirectional=True, unroll=m.unroll,
+                               numerics=m.numerics))
 
 
 def make_game(config) -> Game:
@@ -44,7 +45,8 @@ def make_game(config) -> Game:
 
     # One-sided label smoothing (train.real_label 0.9) and L1 penalties, as the reference.
     d_loss, g_loss = gan_losses(lambda p, x: disc.apply({'params': p}, x),
-                                lambda p, z: gen.apply({'params': p}, z), t)
+                                lambda p, z: gen.apply({'params': p}, z), t,
+                                clip=m.numerics == 'keras1')
 
     return Game(init=init, sample=sample, d_loss=d_loss, g_loss=g_loss)
 

@@ -33,7 +33,7 @@ def analytic(j, p: float = 0.5):
 
 def _model(config) -> GroupDiscriminator:
     return GroupDiscriminator(k=config.model.k, features=config.model.hidden,
-                              unroll=config.model.unroll)
+                              unroll=config.model.unroll, numerics=config.model.numerics)
 
 
 def make_game(config) -> Game:
@@ -54,7 +54,8 @@ def make_game(config) -> Game:
         real = disc.apply({'params': d_params}, batch['real'])
         fake = disc.apply({'params': d_params}, batch['fake'])
         # Keras's loss on the concatenated batch: the mean over real and fake alike.
-        loss = 0.5 * (bce(real, 1.0) + bce(fake, 0.0))
+        clip = config.model.numerics == 'keras1'
+        loss = 0.5 * (bce(real, 1.0, clip=clip) + bce(fake, 0.0, clip=clip))
         return loss, {'d_loss': loss}
 
     def g_loss(g_params, d_params, batch, key):

@@ -1,0 +1,118 @@
+"""BiGRAN weights shipped with the package: sample, encode and reconstruct without training.
+
+  from bigran_jax import pretrained
+  net, params = pretrained.load()
+  images = net.sample(params, jax.random.key(0), 16)[:, -1]      # [16, 784], final canvas
+  z, mu, logvar = net.encode(params, x, jax.random.key(1))        # x: [B, 784] in [0, 1]
+  canvases = net.reconstruct(params, x, jax.random.key(2))        # [B, t, 784]
+
+`load()` returns the `BiGRAN` of `experiments.bigran` and params holding the encoder and decoder
+(the discriminator is not shipped). The weights are float16 on disk and float32 once loaded; the
+metadata (`bigran.json`) holds the model fields, the command that trained them, their metrics
+and reference values that `tests/test_pretrained.py` recomputes on a few images.
+
+`export(workdir, ...)` (also `python -m bigran_jax.pretrained WORKDIR`) writes these files from a
+finished run's latest checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import flax.serialization
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from bigran_jax.experiments import bigran
+
+PACKAGE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'pretrained_weights')
+MODEL_FIELDS = ('latent', 'steps', 'hidden', 'k', 'dropout', 'lstm_dropout', 'unroll', 'numerics',
+                'decoder_mlp')
+# The probe behind the recorded reference values: the first PROBE_IMAGES test images of the
+# embedded subset, and PROBE_SAMPLES prior samples from PROBE_KEY.
+PROBE_IMAGES, PROBE_SAMPLES, PROBE_KEY = 16, 16, 0
+
+
+def _config(model: dict) -> ml_collections.ConfigDict:
+    c = ml_collections.ConfigDict()
+    c.model = ml_collections.ConfigDict(model)
+    return c
+
+
+def probe(net: bigran.BiGRAN, params, images) -> dict:
+    """Reference values of a model on `images` `[n, 784]` (float in [0, 1]): the squared error of
+    reconstructions through the encoder's means, and the mean pixel of prior samples' final
+    canvases from key `PROBE_KEY` (one number per sample)."""
+    mu = net.encode(params, images, jax.random.key(PROBE_KEY))[1]
+    rec = net.decode(params, mu)[:, -1]
+    samples = net.sample(params, jax.random.key(PROBE_KEY), PROBE_SAMPLES)[:, -1]
+    return {'reconstruction_error': np.square(np.asarray(rec - images)).sum(-1).tolist(),
+            'sample_mean_pixel': np.asarray(samples).mean(-1).tolist()}
+
+
+def probe_images() -> np.ndarray:
+    from bigran_jax.data import load_mnist
+    test = load_mnist('embedded').test_images[:PROBE_IMAGES]
+    return test.reshape(PROBE_IMAGES, -1).astype(np.float32) / 255.0
+
+
+def load(directory: str = PACKAGE_DIR) -> tuple[bigran.BiGRAN, dict]:
+    """`(net, params)` of the shipped (or another exported) model; params float32."""
+    meta = metadata(directory)
+    net = bigran.model(_config(meta['model']))
+    template = jax.eval_shape(net.init, jax.random.key(0))['g']
+    with open(os.path.join(directory, 'bigran.msgpack'), 'rb') as f:
+        g = flax.serialization.from_bytes(template, f.read())
+    return net, {'g': jax.tree.map(lambda w: jnp.asarray(w, jnp.float32), g)}
+
+
+def metadata(directory: str = PACKAGE_DIR) -> dict:
+    """The shipped model's fields, training command, metrics and probe values."""
+    path = os.path.join(directory, 'bigran.json')
+    if not os.path.exists(path):
+        raise FileNotFoundError(f'no exported BiGRAN in {directory} (bigran.json is missing)')
+    with open(path) as f:
+        return json.load(f)
+
+
+def export(workdir: str, directory: str = PACKAGE_DIR, command: str = '') -> str:
+    """Writes the encoder and decoder of the run in `workdir` (its latest checkpoint) as float16,
+    with its model fields, `results.json` metrics and probe values, into `directory`."""
+    from bigran_jax import train
+
+    with open(os.path.join(workdir, 'config.json')) as f:
+        config = ml_collections.ConfigDict(json.load(f))
+    run = train.Run(config)
+    state, step = run.restore_latest(workdir)
+    if state is None:
+        raise FileNotFoundError(f'no checkpoint in {workdir}/checkpoints')
+    g16 = jax.tree.map(lambda w: np.asarray(w, np.float16), state.params['g'])
+    model = {k: config.model[k] for k in MODEL_FIELDS}
+    net = bigran.model(_config(model))
+    params = {'g': jax.tree.map(lambda w: jnp.asarray(w, jnp.float32), g16)}
+    results_path = os.path.join(workdir, 'results.json')
+    results = {}
+    if os.path.exists(results_path):
+        with open(results_path) as f:
+            results = json.load(f)
+    os.makedirs(directory, exist_ok=True)
+    with open(os.path.join(directory, 'bigran.msgpack'), 'wb') as f:
+        f.write(flax.serialization.to_bytes(g16))
+    meta = {'model': model, 'iterations': int(step), 'command': command,
+            'metrics': {k: v for k, v in results.items() if isinstance(v, (int, float))},
+            'probe': probe(net, params, probe_images())}
+    with open(os.path.join(directory, 'bigran.json'), 'w') as f:
+        json.dump(meta, f, indent=1)
+        f.write('\n')
+    return directory
+
+
+if __name__ == '__main__':
+    import sys
+
+    if len(sys.argv) < 2:
+        sys.exit('usage: python -m bigran_jax.pretrained WORKDIR [COMMAND]')
+    print('exported to', export(sys.argv[1], command=' '.join(sys.argv[2:])))

@@ -1,0 +1,138 @@
+"""BiGRAN's losses as pure functions, and their fidelity / regulariser terms: each is zero when its
+weight is 0, equals its formula otherwise, and its gradient reaches the right player only."""
+
+import os
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from bigran_jax import losses
+from bigran_jax.experiments import bigran
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                'configs'))
+import bigran as bigran_config  # noqa: E402
+
+KEY = jax.random.key(0)
+
+
+def setup(**train):
+    c = bigran_config.get_config('bigan')  # the adversarial objective alone, plus `train`
+    c.model.k, c.model.hidden, c.model.latent, c.model.steps, c.model.unroll = 2, 8, 4, 3, 1
+    c.train.update(train)
+    net = bigran.model(c)
+    params = net.init(jax.random.key(1))
+    images = jax.random.randint(jax.random.key(2), (32, 784), 0, 256).astype(jnp.uint8)
+    batch = bigran.make_game(c).sample(images, jax.random.key(3), 4)
+    return net, c.train, params, batch
+
+
+def d_loss(train, net, params, batch):
+    return jax.jit(lambda p, b: losses.bigran_d_loss(net, train, p['d'], p['g'], b, KEY))(
+        params, batch)
+
+
+def g_loss(train, net, params, batch):
+    return jax.jit(lambda p, b: losses.bigran_g_loss(net, train, p['g'], p['d'], b, KEY))(
+        params, batch)
+
+
+def test_terms_are_zero_when_their_weight_is_zero():
+    net, train, params, batch = setup(d_l1=0.0, g_l1=0.0)
+    total, m = d_loss(train, net, params, batch)
+    assert float(m['r1']) == 0.0 and float(total) == pytest.approx(float(m['d_loss']))
+    total, m = g_loss(train, net, params, batch)
+    assert not {'cycle_x', 'cycle_z', 'kl'} & set(m)
+    assert float(total) == pytest.approx(float(m['g_loss']))
+
+
+@pytest.mark.parametrize('steps', ['last', 'all'])
+def test_cycle_x_is_alices_reconstruction_error(steps):
+    net, train, params, batch = setup(d_l1=0.0, g_l1=0.0, cycle_x=0.3, cycle_steps=steps)
+    total, m = g_loss(train, net, params, batch)
+    z = net.encoder.apply({'params': params['g']['encoder']}, batch['x'], batch['eps'])[0]
+    canvases = np.asarray(net.decode(params, z))
+    err = np.square(canvases - np.asarray(batch['x'])[:, None]).sum(-1)  # [B, t]
+    want = err[:, -1].mean() if steps == 'last' else err.mean()
+    np.testing.assert_allclose(m['cycle_x'], want, rtol=1e-5)
+    np.testing.assert_allclose(total, m['g_loss'] + 0.3 * want, rtol=1e-5)
+
+
+def test_cycle_z_is_the_latent_round_trip():
+    net, train, params, batch = setup(d_l1=0.0, g_l1=0.0, cycle_z=2.0)
+    total, m = g_loss(train, net, params, batch)
+    images = net.decode(params, batch['z'])[:, -1]
+    mu = net.encode(params, images, KEY)[1]
+    want = np.square(np.asarray(mu - batch['z'])).sum((1, 2)).mean()
+    np.testing.assert_allclose(m['cycle_z'], want, rtol=1e-5)
+    np.testing.assert_allclose(total, m['g_loss'] + 2.0 * want, rtol=1e-5)
+
+
+def test_kl_is_the_posteriors_divergence_from_the_prior():
+    net, train, params, batch = setup(d_l1=0.0, g_l1=0.0, kl=0.5)
+    total, m = g_loss(train, net, params, batch)
+    _, mu, logvar = net.encode(params, batch['x'], KEY)
+    mu, var = np.asarray(mu, np.float64), np.exp(np.asarray(logvar, np.float64))
+    want = (0.5 * (mu ** 2 + var - 1 - np.log(var))).sum((1, 2)).mean()
+    np.testing.assert_allclose(m['kl'], want, rtol=1e-4)
+    np.testing.assert_allclose(total, m['g_loss'] + 0.5 * want, rtol=1e-4)
+
+
+def test_r1_is_the_squared_gradient_norm_on_real_pairs():
+    net, train, params, batch = setup(d_l1=0.0, r1=4.0)
+    total, m = d_loss(train, net, params, batch)
+    z = net.encoder.apply({'params': params['g']['encoder']}, batch['x'], batch['eps'])[0]
+    k_real = jax.random.split(KEY)[0]
+    score = lambda x, z: net.discriminator.apply(
+        {'params': params['d']}, x, z, deterministic=False, rngs={'dropout': k_real}).sum()
+    gx, gz = jax.jit(jax.grad(score, argnums=(0, 1)))(batch['x'], z)
+    want = (np.square(gx).sum(-1) + np.square(gz).sum((1, 2))).mean()
+    np.testing.assert_allclose(m['r1'], want, rtol=1e-4)
+    np.testing.assert_allclose(total, m['d_loss'] + 2.0 * want, rtol=1e-4)
+
+
+def _grads(loss, train, net, params, batch, player):
+    other = 'd' if player == 'g' else 'g'
+    fn = lambda own, b: loss(train, net, {player: own, other: params[other]}, b)[0]
+    return jax.jit(jax.grad(fn))(params[player], batch)
+
+
+def _differs(a, b):
+    return any(not np.allclose(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b),
+                                                        strict=True))
+
+
+def test_gradients_of_each_term_reach_the_right_player_only():
+    net, base, params, batch = setup()
+    _, cycles, _, _ = setup(cycle_x=1.0, cycle_z=1.0, kl=1.0)
+    _, r1, _, _ = setup(r1=1.0)
+    # The cycles and the KL are the encoder+decoder's: they change its gradient (both networks),
+    # not D's loss or gradient.
+    g0 = _grads(g_loss, base, net, params, batch, 'g')
+    g1 = _grads(g_loss, cycles, net, params, batch, 'g')
+    assert _differs(g0['encoder'], g1['encoder']) and _differs(g0['decoder'], g1['decoder'])
+    assert not _differs(_grads(d_loss, base, net, params, batch, 'd'),
+                        _grads(d_loss, cycles, net, params, batch, 'd'))
+    # R1 is the discriminator's: it changes D's gradient, not the encoder+decoder's.
+    assert _differs(_grads(d_loss, base, net, params, batch, 'd'),
+                    _grads(d_loss, r1, net, params, batch, 'd'))
+    assert not _differs(g0, _grads(g_loss, r1, net, params, batch, 'g'))
+
+
+def test_bad_term_settings_are_one_line_config_errors():
+    from bigran_jax import config as config_lib
+    c = bigran_config.get_config()
+    c.train.cycle_x = -1.0
+    with pytest.raises(config_lib.ConfigError, match='train.cycle_x'):
+        config_lib.validate(c)
+    c = bigran_config.get_config()
+    c.train.cycle_steps = 'first'
+    with pytest.raises(config_lib.ConfigError, match='train.cycle_steps'):
+        config_lib.validate(c)
+    c = bigran_config.get_config()
+    c.model.numerics = 'keras2'
+    with pytest.raises(config_lib.ConfigError, match='model.numerics'):
+        config_lib.validate(c)
