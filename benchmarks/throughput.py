@@ -1,6 +1,7 @@
 """Training throughput of a config's compiled iteration, next to this machine's matmul speed.
 
-  python benchmarks/throughput.py                                    # BiGRAN, reference shapes
+  python benchmarks/throughput.py                                    # BiGRAN, the paper's iteration
+  python benchmarks/throughput.py --config=configs/bigran.py         # BiGRAN, the default config
   python benchmarks/throughput.py --config=configs/rdgan.py --config.model.k=4
   python benchmarks/throughput.py --config.train.batch_size=256 --config.model.unroll=4
 
@@ -29,7 +30,7 @@ from bigran_jax import steps, train
 
 _CONFIG = config_flags.DEFINE_config_file(
     'config', os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'configs',
-                           'bigran.py'), 'Experiment config.', lock_config=True)
+                           'bigran.py:reference'), 'Experiment config.', lock_config=True)
 _SECONDS = flags.DEFINE_float('seconds', 20.0, 'Seconds of timed iterations after warm-up.')
 _CALL = flags.DEFINE_integer('iterations_per_call', 10, 'Iterations per compiled call.')
 _POPULATION = flags.DEFINE_integer('population', 1, 'Members (seeds 0..N-1) trained as one '

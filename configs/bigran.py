@@ -82,6 +82,7 @@ def get_config(variant: str = 'default'):
         c.model.numerics = 'keras1'
     if variant == 'tiny':
         c.model.k, c.model.hidden, c.model.latent, c.model.steps, c.model.unroll = 2, 8, 4, 3, 1
+        c.model.decoder_mlp = 16
         c.train.batch_size, c.train.num_steps, c.train.iterations_per_call = 8, 4, 2
         c.train.log_every, c.checkpoint.every = 2, 2
         c.eval.num_samples, c.eval.snapshot_steps = 100, ()

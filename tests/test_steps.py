@@ -28,6 +28,7 @@ def small_rdgan():
 def small_bigran():
     c = bigran_config.get_config()
     c.model.k, c.model.hidden, c.model.latent, c.model.steps = 2, 8, 4, 3
+    c.model.decoder_mlp = 16
     return c
 
 

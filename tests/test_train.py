@@ -74,8 +74,8 @@ def test_rdgan_end_to_end_writes_samples_and_metrics(tmp_path, mnist_dir, judge_
 
 
 def test_bigran_end_to_end_writes_figures_and_arrays(tmp_path, mnist_dir, judge_path):
-    c = tiny(bigran_config.get_config(), mnist_dir, judge_path)
-    c.model.hidden, c.model.steps = 16, 3
+    c = tiny(bigran_config.get_config('tiny'), mnist_dir, judge_path)
+    c.model.hidden = 16
     results = train.train_and_evaluate(c, str(tmp_path))
     out = np.load(tmp_path / 'samples.npz')
     assert out['canvases'].shape == (20, 3, 28, 28)
@@ -83,7 +83,8 @@ def test_bigran_end_to_end_writes_figures_and_arrays(tmp_path, mnist_dir, judge_
         assert out[name].shape == (20, 28, 28) and out[name].dtype == np.float32
     np.testing.assert_array_equal(out['reconstructions'], out['canvases'][:, -1])
     assert len(results['step_error']) == 3
-    assert len(results['step_frechet']) == 3
+    assert len(results['step_frechet']) == len(results['sample_step_frechet']) == 3
+    assert 0.0 <= results['class_agreement_mu'] <= 1.0 and results['train_seconds'] > 0
     assert 0.0 <= results['nearest_neighbour_accuracy'] <= 1.0
     for fig in ('samples.png', 'reconstructions.png', 'canvas_steps.png'):
         assert (tmp_path / fig).exists()
