@@ -8,7 +8,7 @@ that is the same at every step (BiGRAN's encoder reads the same image `t` times)
 
 Two numerics (`NUMERICS`, `config.model.numerics`):
 
-- 'flax': Flax's defaults. Kernels `lecun_normal` (inputs) and `orthogonal` (recurrent), logistic
+- 'flax': Flax's Dense defaults. Kernels `lecun_normal` (input and recurrent alike), logistic
   gates, and Gal & Ghahramani's dropout: one mask per sequence for the inputs and one for the
   recurrent state, reused at every step.
 - 'keras1': what the paper's code inherited from Keras 1 (its `LSTM(consume_less='cpu')`).
