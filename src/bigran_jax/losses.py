@@ -141,8 +141,8 @@ def bigran_g_loss(net, train, g_params, d_params, batch, key, *, clip: bool = Fa
         metrics['kl'] = kl.sum((-2, -1)).mean()
         total += train.kl * metrics['kl']
     if train.cycle_z > 0:
-        mu = net.encoder.apply({'params': g_params['encoder']}, canvases[:, -1],
-                               jnp.zeros_like(batch['z']))[1]
-        metrics['cycle_z'] = jnp.square(mu - batch['z']).sum((-2, -1)).mean()
+        mu_fake = net.encoder.apply({'params': g_params['encoder']}, canvases[:, -1],
+                                    jnp.zeros_like(batch['z']))[1]
+        metrics['cycle_z'] = jnp.square(mu_fake - batch['z']).sum((-2, -1)).mean()
         total += train.cycle_z * metrics['cycle_z']
     return total, metrics
