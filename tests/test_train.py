@@ -175,7 +175,10 @@ def test_unknown_config_key_on_the_command_line_is_a_clear_error(tmp_path):
 def test_bigran_variants_change_what_they_say():
     default, bigan = bigran_config.get_config(), bigran_config.get_config('bigan')
     ref, keras1 = bigran_config.get_config('reference'), bigran_config.get_config('keras1')
-    assert default.model.to_dict() == bigan.model.to_dict() == ref.model.to_dict()
+    assert bigran_config.get_config('bigan').model.to_dict() == ref.model.to_dict()
+    assert (default.model.decoder_mlp, bigan.model.decoder_mlp) == (512, 0)
+    default.model.decoder_mlp = 0
+    assert default.model.to_dict() == bigan.model.to_dict()  # the decoder layer aside
     # default = 'bigan' + fidelity terms; 'bigan' and 'reference' differ in the schedule only
     assert (default.train.cycle_x, default.train.kl) != (0.0, 0.0)
     assert (bigan.train.cycle_x, bigan.train.kl, ref.train.cycle_x, ref.train.kl) == (0,) * 4
