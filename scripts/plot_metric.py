@@ -11,7 +11,7 @@ import argparse
 import json
 import os
 
-from bigran_jax import figures
+from bigran_jax import figures, report
 
 
 def read_metric(workdir: str, metric: str) -> dict:
@@ -33,10 +33,8 @@ def main(argv=None) -> None:
     parser.add_argument('--logy', action='store_true')
     parser.add_argument('--title', default='')
     args = parser.parse_args(argv)
-    curves = {}
-    for item in args.runs:
-        name, _, path = item.rpartition('=')
-        curves[name or os.path.basename(os.path.normpath(path))] = read_metric(path, args.metric)
+    curves = {name: read_metric(path, args.metric)
+              for name, path in report.named_workdirs(args.runs).items()}
     empty = [name for name, c in curves.items() if not c]
     if empty:
         raise SystemExit(f'plot_metric: {", ".join(empty)} logged no {args.metric!r}')

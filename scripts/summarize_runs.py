@@ -12,7 +12,6 @@ training seconds).
 from __future__ import annotations
 
 import argparse
-import os
 
 from bigran_jax import report
 
@@ -25,11 +24,7 @@ def main(argv=None) -> None:
     parser.add_argument('runs', nargs='+', help='DIR or NAME=DIR')
     parser.add_argument('--columns', default=COLUMNS, help='comma-separated results.json keys')
     args = parser.parse_args(argv)
-    runs = {}
-    for item in args.runs:
-        name, _, path = item.rpartition('=')
-        runs[name or os.path.basename(os.path.normpath(path))] = path
-    print(report.summarize(runs, args.columns.split(',')))
+    print(report.summarize(report.named_workdirs(args.runs), args.columns.split(',')))
 
 
 if __name__ == '__main__':

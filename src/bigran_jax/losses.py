@@ -11,6 +11,11 @@ import optax
 KERAS_EPSILON = 1e-7  # Keras 1 clips probabilities to [eps, 1 - eps] before its log loss
 
 
+def clips_bce(numerics: str) -> bool:
+    """Whether `model.numerics` trains with Keras 1's clipped cross-entropy (`bce(clip=True)`)."""
+    return numerics == 'keras1'
+
+
 def bce(logits, target, *, clip: bool = False) -> jax.Array:
     """Mean binary cross-entropy of `sigmoid(logits)` against `target` (a scalar or an array).
 

@@ -81,7 +81,7 @@ def metadata(directory: str = PACKAGE_DIR) -> dict:
 def export(workdir: str, directory: str = PACKAGE_DIR, command: str = '') -> str:
     """Writes the encoder and decoder of the run in `workdir` (its latest checkpoint) as float16,
     with its model fields, `results.json` metrics and probe values, into `directory`."""
-    from bigran_jax import train
+    from bigran_jax import report, train
 
     with open(os.path.join(workdir, 'config.json')) as f:
         config = ml_collections.ConfigDict(json.load(f))
@@ -93,20 +93,14 @@ def export(workdir: str, directory: str = PACKAGE_DIR, command: str = '') -> str
     model = {k: config.model[k] for k in MODEL_FIELDS}
     net = bigran.model(_config(model))
     params = {'g': jax.tree.map(lambda w: jnp.asarray(w, jnp.float32), g16)}
-    results_path = os.path.join(workdir, 'results.json')
-    results = {}
-    if os.path.exists(results_path):
-        with open(results_path) as f:
-            results = json.load(f)
+    results = report.read_results(workdir) or {}
     os.makedirs(directory, exist_ok=True)
     with open(os.path.join(directory, 'bigran.msgpack'), 'wb') as f:
         f.write(flax.serialization.to_bytes(g16))
     meta = {'model': model, 'iterations': int(step), 'command': command,
             'metrics': {k: v for k, v in results.items() if isinstance(v, (int, float))},
             'probe': probe(net, params, probe_images())}
-    with open(os.path.join(directory, 'bigran.json'), 'w') as f:
-        json.dump(meta, f, indent=1)
-        f.write('\n')
+    report.write_json(os.path.join(directory, 'bigran.json'), meta)
     return directory
 
 

@@ -98,6 +98,16 @@ def read_results(workdir: str) -> dict | None:
         return json.load(f)
 
 
+def named_workdirs(items: list[str]) -> dict:
+    """Command-line runs `DIR` or `NAME=DIR` -> `{name: workdir}` (a bare DIR is named by its
+    last path component)."""
+    runs = {}
+    for item in items:
+        name, _, path = item.rpartition('=')
+        runs[name or os.path.basename(os.path.normpath(path))] = path
+    return runs
+
+
 def _cell(v) -> str:
     if isinstance(v, list) and all(isinstance(x, float) for x in v):
         return ', '.join(f'{x:.0f}' if abs(x) >= 10 else f'{x:.3g}' for x in v)

@@ -24,7 +24,7 @@ import numpy as np
 from bigran_jax import figures, metrics
 from bigran_jax.data import sample_batch
 from bigran_jax.experiments import common
-from bigran_jax.losses import bigran_d_loss, bigran_g_loss
+from bigran_jax.losses import bigran_d_loss, bigran_g_loss, clips_bce
 from bigran_jax.models import IMAGE_SIZE, Decoder, Encoder, JointDiscriminator
 from bigran_jax.steps import Game
 
@@ -109,7 +109,7 @@ def make_game(config) -> Game:
 
     # The losses and their fidelity / regulariser terms: bigran_jax.losses. Keras 1's numerics
     # include its clipped cross-entropy.
-    clip = config.model.numerics == 'keras1'
+    clip = clips_bce(config.model.numerics)
     d_loss = functools.partial(bigran_d_loss, net, t, clip=clip)
     g_loss = functools.partial(bigran_g_loss, net, t, clip=clip)
 

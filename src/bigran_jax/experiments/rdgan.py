@@ -15,7 +15,7 @@ import numpy as np
 from bigran_jax import figures
 from bigran_jax.data import sample_batch
 from bigran_jax.experiments import common
-from bigran_jax.losses import gan_losses
+from bigran_jax.losses import clips_bce, gan_losses
 from bigran_jax.models import IMAGE_SIZE, GroupDiscriminator, MLPGenerator
 from bigran_jax.steps import Game
 
@@ -46,7 +46,7 @@ def make_game(config) -> Game:
     # One-sided label smoothing (train.real_label 0.9) and L1 penalties, as the reference.
     d_loss, g_loss = gan_losses(lambda p, x: disc.apply({'params': p}, x),
                                 lambda p, z: gen.apply({'params': p}, z), t,
-                                clip=m.numerics == 'keras1')
+                                clip=clips_bce(m.numerics))
 
     return Game(init=init, sample=sample, d_loss=d_loss, g_loss=g_loss)
 

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from bigran_jax import figures
-from bigran_jax.losses import bce
+from bigran_jax.losses import bce, clips_bce
 from bigran_jax.models import GroupDiscriminator
 from bigran_jax.steps import Game
 
@@ -54,7 +54,7 @@ def make_game(config) -> Game:
         real = disc.apply({'params': d_params}, batch['real'])
         fake = disc.apply({'params': d_params}, batch['fake'])
         # Keras's loss on the concatenated batch: the mean over real and fake alike.
-        clip = config.model.numerics == 'keras1'
+        clip = clips_bce(config.model.numerics)
         loss = 0.5 * (bce(real, 1.0, clip=clip) + bce(fake, 0.0, clip=clip))
         return loss, {'d_loss': loss}
 
