@@ -3,35 +3,82 @@
   python launch.py --config=configs/rdgan.py --workdir=runs/rdgan            # the k sweep
   python launch.py --config=configs/rdgan.py --workdir=runs/rdgan_k4 \
       --config.sweep='()' --config.model.k=4                                 # one member
+  python launch.py --config=configs/rdgan.py:reference --workdir=runs/rdgan_ref   # the paper's
 
 The sweep trains k in {1, 2, 4, 8} x 3 seeds, each in workdir/k=K_seed=S, and writes summary.md;
-the 3 seeds of each k train together as one population (--config.population=False: one by one).
+the 3 seeds of each k train together as one population (--config.population=False: one by one,
+which is faster on a CPU).
+
+Variants (`configs/rdgan.py:NAME`); all keep the paper's networks (generator 100 -> 256 tanh ->
+256 tanh -> 784 sigmoid, discriminator a bidirectional LSTM of 256 units each way):
+
+- default: one discriminator update per generator update, Adam b1 0.5, the generator's
+  learning rate 10x the discriminator's (1e-3 and 1e-4, with the reference's Keras decays 4e-4
+  and 1e-4), no L1 penalties, and instance noise N(0, 0.1^2) on every image the discriminator
+  reads. Why: MNIST's pixels sit at 0 and 1, the ends of the generator's sigmoid, so a
+  discriminator that reads exact pixel values pushes the generator's output logits towards
+  saturation, where their gradient vanishes: the samples turn to speckle and stop depending on
+  z (collapse), or go blank. Under the noise a pixel of 0.001 looks like one of 0; the decays
+  slow the generator down late in training, when it otherwise dies. Under the paper's schedule
+  the discriminator wins within a few hundred iterations and the samples are faint blobs at
+  2,000 iterations (README, *RD-GAN*, has the measurements).
+- 'reference': the paper's schedule (4 D updates per G update; Adam 3e-4 / 1e-4, b1 0.9, Keras
+  decay 1e-4 / 4e-4; L1 1e-5 / 1e-6 on the weights).
+- 'keras1': 'reference' with the numerics the paper's code inherited from Keras 1
+  (`model.numerics = 'keras1'`: glorot / orthogonal kernels per gate, hard_sigmoid gates,
+  clipped cross-entropy).
+- 'tiny': the default shrunk to seconds (tests, a first smoke run).
 """
 
 from bigran_jax.config import base_config
 
+VARIANTS = ('default', 'reference', 'keras1', 'tiny')
 
-def get_config():
+
+def get_config(variant: str = 'default'):
+    if variant not in VARIANTS:
+        raise ValueError(f'configs/rdgan.py: unknown variant {variant!r}; use one of {VARIANTS}')
     c = base_config()
     c.experiment = 'rdgan'
     c.model.k = 4  # samples per group read by the discriminator; k = 1 is a plain GAN
     c.model.latent = 100  # z ~ N(0, I) of size 100 (reference)
     c.model.g_hidden = 256  # generator: 100 -> 256 tanh -> 256 tanh -> 784 sigmoid (reference)
     c.model.d_hidden = 256  # discriminator: bidirectional LSTM, 256 units each way (reference)
+    c.model.d_dropout = 0.0  # dropout on the discriminator's input pixels (reference: none)
     c.train.num_steps = 10_000  # 10 "epochs" of 1,000 iterations: the paper's figures 4-6
     c.train.batch_size = 64  # reference: 64 images, read as 64 / k groups of k
-    c.train.d_steps = 4  # reference: 4 discriminator updates per generator update
+    c.train.d_steps = 1  # reference: 4 discriminator updates per generator update
     c.train.g_steps = 1
-    c.train.d_lr = 3e-4  # reference: Adam 3e-4, Keras decay 1e-4
-    c.train.d_decay = 1e-4
-    c.train.g_lr = 1e-4  # reference: Adam 1e-4, Keras decay 4e-4
+    c.train.d_lr = 1e-4  # reference: Adam 3e-4, Keras decay 1e-4
+    c.train.d_decay = 1e-4  # the reference's decays (lr / (1 + decay * updates))
+    c.train.g_lr = 1e-3  # reference: Adam 1e-4, Keras decay 4e-4
     c.train.g_decay = 4e-4
-    c.train.d_l1 = 1e-5  # reference: L1 1e-5 on the discriminator's weights
-    c.train.g_l1 = 1e-6  # reference: L1 1e-6 on the generator's weights
+    c.train.adam_b1 = 0.5  # reference: 0.9 (Keras's default)
+    c.train.d_l1 = 0.0  # reference: L1 1e-5 on the discriminator's weights
+    c.train.g_l1 = 0.0  # reference: L1 1e-6 on the generator's weights
     c.train.real_label = 0.9  # one-sided label smoothing (reference)
+    # Instance noise (Sonderby et al. 2016): N(0, std^2) added to every image the discriminator
+    # reads, real and generated (reference: none).
+    c.train.instance_noise = 0.1
     c.train.iterations_per_call = 50
     c.train.log_every = 500
     c.checkpoint.every = 2000
-    c.eval.snapshot_steps = (1000, 5000, 10_000)
+    c.eval.snapshot_steps = (1000, 2000, 5000, 10_000)
+    c.eval.snapshot_samples = 2000  # judged at each snapshot: modes and KL as training goes
     c.sweep = (('model.k', (1, 2, 4, 8)), ('seed', (0, 1, 2)))
+
+    if variant in ('reference', 'keras1'):
+        c.train.instance_noise = 0.0
+        c.train.d_steps = 4
+        c.train.d_lr, c.train.g_lr = 3e-4, 1e-4
+        c.train.adam_b1 = 0.9
+        c.train.d_l1, c.train.g_l1 = 1e-5, 1e-6
+    if variant == 'keras1':
+        c.model.numerics = 'keras1'
+    if variant == 'tiny':
+        c.model.k, c.model.latent, c.model.g_hidden, c.model.d_hidden = 2, 8, 16, 8
+        c.train.batch_size, c.train.num_steps, c.train.iterations_per_call = 8, 4, 2
+        c.train.log_every, c.checkpoint.every = 2, 2
+        c.eval.num_samples, c.eval.snapshot_steps, c.eval.snapshot_samples = 100, (2,), 20
+        c.sweep = ()
     return c

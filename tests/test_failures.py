@@ -16,7 +16,7 @@ import pytest
 from ml_collections import ConfigDict
 
 from bigran_jax import checkpoints, data, parallel, sweep, train
-from bigran_jax.config import ConfigError
+from bigran_jax.config import ConfigError, validate
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
@@ -184,6 +184,21 @@ BAD_INPUTS = {
     'rollback_lr_factor': (lambda c: setattr(c.train, 'rollback_lr_factor', 1.0), ConfigError,
                            r'train.rollback_lr_factor=1.0: must be in \(0, 1\)'),
 }
+
+
+def test_rdgan_and_snapshot_keys_are_checked():
+    config = rdgan_config.get_config()
+    config.model.d_dropout = 1.0
+    with pytest.raises(ConfigError, match=r'model.d_dropout=1.0: must be a number in \[0, 1\)'):
+        validate(config)
+    config = rdgan_config.get_config()
+    config.train.instance_noise = -0.1
+    with pytest.raises(ConfigError, match='train.instance_noise=-0.1: must be a number >= 0'):
+        validate(config)
+    config = rdgan_config.get_config()
+    config.eval.snapshot_samples = -1
+    with pytest.raises(ConfigError, match='eval.snapshot_samples=-1: must be >= 0'):
+        validate(config)
 
 
 @pytest.mark.parametrize('case', BAD_INPUTS)

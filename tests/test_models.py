@@ -118,6 +118,25 @@ def test_rdgan_discriminator_forward_direction_is_causal_and_backward_sees_the_r
         disc.apply(params, x[:6])
 
 
+def test_group_discriminator_input_dropout_only_when_not_deterministic():
+    disc = models.GroupDiscriminator(k=2, features=8, bidirectional=True, dropout=0.5)
+    x = jax.random.uniform(KEY, (8, 10))
+    params = disc.init(KEY, x)
+    plain = disc.apply(params, x)
+    assert np.allclose(plain, models.GroupDiscriminator(k=2, features=8, bidirectional=True)
+                       .apply(params, x))  # deterministic: no dropout, the same function
+
+    def dropped(seed):
+        return disc.apply(params, x, deterministic=False,
+                          rngs={'dropout': jax.random.key(seed)})
+
+    assert not np.allclose(dropped(1), plain) and not np.allclose(dropped(1), dropped(2))
+    np.testing.assert_array_equal(dropped(1), dropped(1))
+    no_rate = models.GroupDiscriminator(k=2, features=8, bidirectional=True, dropout=0.0)
+    np.testing.assert_array_equal(
+        no_rate.apply(params, x, deterministic=False, rngs={'dropout': jax.random.key(1)}), plain)
+
+
 def test_decoder_canvases_are_sigmoid_of_cumulative_sum():
     dec = models.Decoder(hidden=8)
     z = jax.random.normal(KEY, (3, 4, 5))

@@ -20,9 +20,7 @@ import rdgan as rdgan_config  # noqa: E402
 
 
 def small_rdgan():
-    c = rdgan_config.get_config()
-    c.model.k, c.model.latent, c.model.g_hidden, c.model.d_hidden = 2, 8, 16, 8
-    return c
+    return rdgan_config.get_config('tiny')
 
 
 def small_bigran():
@@ -85,11 +83,27 @@ def test_unrolled_recurrences_compute_what_the_scanned_ones_do():
             c = small()
             c.model.unroll = unroll
             game, _, state, _, batch = setup(c, experiment)
-            out.append([jax.grad(game.loss(p), has_aux=True)(
+            out.append([jax.jit(jax.grad(game.loss(p), has_aux=True))(
                 state.params[p], state.params['g' if p == 'd' else 'd'], batch,
                 jax.random.key(5)) for p in ('d', 'g')])
         jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-5, atol=1e-6), *out)
         assert float(out[0][0][1]['d_loss']) > 0  # the losses compared are real numbers
+
+
+def test_rdgan_instance_noise_and_input_dropout_draw_from_the_loss_key():
+    """With neither, D's loss ignores its key; with either, the key picks the noise or the mask
+    (the same key, the same loss)."""
+    for change in ({}, {'train.instance_noise': 0.1}, {'model.d_dropout': 0.5}):
+        c = small_rdgan()
+        c.train.instance_noise = 0.0  # the default's 0.1 aside
+        for path, value in change.items():
+            section, leaf = path.split('.')
+            c[section][leaf] = value
+        game, _, state, _, batch = setup(c, rdgan)
+        loss = jax.jit(lambda p, batch, key, game=game: game.d_loss(p['d'], p['g'], batch, key)[0])
+        a, b, a2 = (loss(state.params, batch, jax.random.key(seed)) for seed in (1, 2, 1))
+        assert float(a) == float(a2)
+        assert (float(a) != float(b)) == bool(change), change
 
 
 def test_reconstruct_is_deterministic_per_key_and_varies_across_keys():
@@ -118,7 +132,10 @@ MULTI_DEVICE = textwrap.dedent("""
     assert jax.device_count() == 2, jax.devices()
     # plain SGD, so parameters differ exactly as the gradients do (Adam's first step is about
     # lr * sign(grad), which float noise in a near-zero gradient flips)
-    game, tx, state, images, batch = setup(small_rdgan(), rdgan, n=8, optimizer=optax.sgd(1.0))
+    # no instance noise: each shard draws its own, so the noise would differ from one device's
+    config = small_rdgan()
+    config.train.instance_noise = 0.0
+    game, tx, state, images, batch = setup(config, rdgan, n=8, optimizer=optax.sgd(1.0))
     mesh = Mesh(np.array(jax.devices()), ('batch',))
     key = jax.random.key(7)
     for player in ('d', 'g'):

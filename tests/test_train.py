@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from bigran_jax import checkpoints, data, train
+from bigran_jax.config import validate
 from bigran_jax.experiments import toy
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -30,6 +31,7 @@ def tiny(config, mnist_dir='', judge_path='', **train):
     c.checkpoint.every = 2
     c.eval.num_samples = 20
     c.eval.snapshot_steps = (2,)
+    c.eval.snapshot_samples = 0
     c.sweep = ()
     if mnist_dir:
         c.data.source, c.data.dir = 'idx', mnist_dir
@@ -64,7 +66,14 @@ def test_toy_learns_the_analytic_curve(tmp_path):
 
 def test_rdgan_end_to_end_writes_samples_and_metrics(tmp_path, mnist_dir, judge_path):
     c = tiny(rdgan_config.get_config(), mnist_dir, judge_path)
+    c.eval.snapshot_samples = 12
     results = train.train_and_evaluate(c, str(tmp_path))
+    rows = [json.loads(line) for line in open(tmp_path / 'metrics.jsonl')]
+    snaps = [r for r in rows if 'snapshot' in r]
+    assert [r['step'] for r in snaps] == [2]  # the judge at eval.snapshot_steps only
+    snap = snaps[0]['snapshot']
+    assert snap['num_samples'] == 12 and sum(snap['class_histogram']) == pytest.approx(1.0)
+    assert snap['modes_covered'] == sum(h >= 0.02 for h in snap['class_histogram'])
     samples = np.load(tmp_path / 'samples.npz')['generated']
     assert samples.shape == (20, 28, 28) and samples.dtype == np.float32
     assert 0 <= samples.min() and samples.max() <= 1
@@ -190,3 +199,21 @@ def test_bigran_variants_change_what_they_say():
     assert keras1.to_dict() == ref.to_dict()
     with pytest.raises(ValueError, match="unknown variant 'bigann'"):
         bigran_config.get_config('bigann')
+
+
+def test_rdgan_variants_change_what_they_say():
+    default, ref = rdgan_config.get_config(), rdgan_config.get_config('reference')
+    keras1 = rdgan_config.get_config('keras1')
+    assert default.model.to_dict() == ref.model.to_dict()  # the paper's networks in both
+    t, r = default.train, ref.train
+    assert (r.d_steps, r.d_lr, r.g_lr, r.adam_b1, r.d_l1, r.g_l1, r.instance_noise) == (
+        4, 3e-4, 1e-4, 0.9, 1e-5, 1e-6, 0.0)  # the reference notes' schedule
+    assert (t.d_steps, t.d_lr, t.g_lr, t.adam_b1, t.d_l1, t.g_l1, t.instance_noise) == (
+        1, 1e-4, 1e-3, 0.5, 0.0, 0.0, 0.1)
+    assert (t.d_decay, t.g_decay) == (r.d_decay, r.g_decay) == (1e-4, 4e-4)
+    assert t.real_label == r.real_label == 0.9 and t.num_steps == r.num_steps == 10_000
+    keras1.model.numerics = 'flax'
+    assert keras1.to_dict() == ref.to_dict()
+    validate(rdgan_config.get_config('tiny'))
+    with pytest.raises(ValueError, match="unknown variant 'ref'"):
+        rdgan_config.get_config('ref')

@@ -69,6 +69,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.eval = ml_collections.ConfigDict()
     c.eval.num_samples = 10_000  # generated samples evaluated and saved to samples.npz
     c.eval.snapshot_steps = ()  # iterations after which a sample grid is saved
+    c.eval.snapshot_samples = 0  # rdgan: samples judged at each snapshot (0: the grid only)
     c.eval.classifier = ''  # path of the MNIST judge; '' = the cache (trained if missing)
 
     # Sweep members: a tuple of (config path, values) pairs; the members are their product. A
@@ -97,6 +98,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
          'update counts must be >= 0')
     need(config.train.iterations_per_call >= 1, 'train.iterations_per_call', 'must be >= 1')
     need(config.train.log_every >= 1, 'train.log_every', 'must be >= 1')
+    need(config.eval.snapshot_samples >= 0, 'eval.snapshot_samples', 'must be >= 0')
     need(config.model.unroll >= 1, 'model.unroll', 'must be >= 1')
     need(config.model.numerics in NUMERICS, 'model.numerics', f'must be one of {NUMERICS}')
     need(config.data.source in ('auto', 'tfds', 'idx', 'embedded'), 'data.source',
@@ -116,6 +118,13 @@ def validate(config: ml_collections.ConfigDict) -> None:
         _check_strategy(config, need)
     if config.experiment == 'bigran':
         _check_bigran(config, need)
+    if config.experiment == 'rdgan':
+        rate = config_get(config, 'model.d_dropout')
+        need(isinstance(rate, (int, float)) and 0 <= rate < 1, 'model.d_dropout',
+             'must be a number in [0, 1)')
+        std = config_get(config, 'train.instance_noise')
+        need(isinstance(std, (int, float)) and std >= 0, 'train.instance_noise',
+             'must be a number >= 0')
     for path, values in config.sweep:
         paths = (path,) if isinstance(path, str) else tuple(path)
         for p in paths:

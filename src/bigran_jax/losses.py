@@ -43,7 +43,8 @@ def gan_losses(discriminate, generate, train, *, clip: bool = False):
     """The GAN losses of a game whose batches hold real samples `'real'` and noise `'z'`.
 
     Args:
-      discriminate: `(d_params, samples) -> logits`.
+      discriminate: `(d_params, samples, key) -> logits`; `key` drives whatever is random in
+        the discriminator (dropout, instance noise), if anything; each call gets its own.
       generate: `(g_params, z) -> samples`.
       train: the config's `train` (`real_label` for one-sided label smoothing, `d_l1`, `g_l1`).
       clip: Keras 1's clipped cross-entropy (`bce`).
@@ -54,17 +55,16 @@ def gan_losses(discriminate, generate, train, *, clip: bool = False):
       penalty to the loss it optimises and reports the loss without it.
     """
     def d_loss(d_params, g_params, batch, key):
-        del key
-        real_logits = discriminate(d_params, batch['real'])
-        fake_logits = discriminate(d_params, generate(g_params, batch['z']))
+        k_real, k_fake = jax.random.split(key)
+        real_logits = discriminate(d_params, batch['real'], k_real)
+        fake_logits = discriminate(d_params, generate(g_params, batch['z']), k_fake)
         loss = bce(real_logits, train.real_label, clip=clip) + bce(fake_logits, 0.0, clip=clip)
         return loss + train.d_l1 * l1_penalty(d_params), {
             'd_loss': loss, 'd_real': jax.nn.sigmoid(real_logits).mean(),
             'd_fake': jax.nn.sigmoid(fake_logits).mean()}
 
     def g_loss(g_params, d_params, batch, key):
-        del key
-        loss = bce(discriminate(d_params, generate(g_params, batch['z'])), 1.0, clip=clip)
+        loss = bce(discriminate(d_params, generate(g_params, batch['z']), key), 1.0, clip=clip)
         return loss + train.g_l1 * l1_penalty(g_params), {'g_loss': loss}
 
     return d_loss, g_loss

@@ -41,6 +41,8 @@ class GroupDiscriminator(nn.Module):
       bidirectional: add a reversed LSTM.
       unroll: scan unroll (see `LSTM`).
       numerics: 'flax' or 'keras1' initialisers and gates (see `bigran_jax.recurrent`).
+      dropout: rate of dropout on the input samples when not `deterministic` (0: none, the
+        paper's).
     """
 
     k: int
@@ -48,11 +50,14 @@ class GroupDiscriminator(nn.Module):
     bidirectional: bool = False
     unroll: int = 1
     numerics: str = 'flax'
+    dropout: float = 0.0
 
     @nn.compact
-    def __call__(self, x):
-        """`x`: `[B, d]` samples -> `[B]` logits, sample `g * k + j` scored at position j."""
+    def __call__(self, x, *, deterministic: bool = True):
+        """`x`: `[B, d]` samples -> `[B]` logits, sample `g * k + j` scored at position j.
+        With `dropout` and not `deterministic`, needs a 'dropout' rng."""
         groups = check_groups(x.shape[0], self.k)
+        x = nn.Dropout(self.dropout, deterministic=deterministic)(x)
         seq = x.reshape(groups, self.k, -1)
         lstm = dict(unroll=self.unroll, numerics=self.numerics)
         h = LSTM(self.features, name='forward', **lstm)(seq)

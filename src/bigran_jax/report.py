@@ -99,12 +99,16 @@ def read_results(workdir: str) -> dict | None:
 
 
 def named_workdirs(items: list[str]) -> dict:
-    """Command-line runs `DIR` or `NAME=DIR` -> `{name: workdir}` (a bare DIR is named by its
-    last path component)."""
+    """Command-line runs `DIR` or `NAME=DIR` -> `{name: workdir}`. An item that exists as a path
+    is a bare DIR (sweep members' names hold '=', as `k=4_seed=0`), named by its last component;
+    otherwise NAME is the text before the first '='."""
     runs = {}
     for item in items:
-        name, _, path = item.rpartition('=')
-        runs[name or os.path.basename(os.path.normpath(path))] = path
+        if os.path.exists(item) or '=' not in item:
+            runs[os.path.basename(os.path.normpath(item))] = item
+        else:
+            name, _, path = item.partition('=')
+            runs[name] = path
     return runs
 
 

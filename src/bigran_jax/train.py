@@ -425,9 +425,12 @@ def _train(run: Run, members: _Members, state: steps.TrainState) -> tuple[steps.
                 params = jax.device_get(state.params)
                 for i, (c, workdir, tb) in enumerate(zip(run.configs, members.workdirs,
                                                          members.tbs, strict=True)):
-                    run.experiment.snapshot(jax.tree.map(lambda x, i=i: x[i], params), c,
-                                            jax.random.fold_in(run.eval_keys[i], 0), workdir,
-                                            step, tb)
+                    out = run.experiment.snapshot(jax.tree.map(lambda x, i=i: x[i], params), c,
+                                                  jax.random.fold_in(run.eval_keys[i], 0),
+                                                  workdir, step, tb, run.mnist)
+                    if out:
+                        report.append_jsonl(os.path.join(workdir, 'metrics.jsonl'),
+                                            {'step': step, 'snapshot': out})
             if config.checkpoint.every and step % config.checkpoint.every == 0:
                 members.save(step, state)
     members.save(step, state, force=True)

@@ -6,7 +6,8 @@ Each module provides the same few names:
 - `SUMMARY_COLUMNS`: the results a sweep's summary.md tabulates.
 - `make_game(config) -> steps.Game`: its players' initialisation, batch sampler and losses.
 - `evaluate(params, config, mnist, key, workdir) -> (results, figure paths, text)`.
-- `snapshot(params, config, key, workdir, step, tb)`: a sample grid during training.
+- `snapshot(params, config, key, workdir, step, tb, mnist) -> dict | None`: a sample grid during
+  training, and metrics the loop writes to metrics.jsonl as `{'step': ..., 'snapshot': ...}`.
 """
 
 from bigran_jax.experiments import bigran, rdgan, stacked, synthetic, toy

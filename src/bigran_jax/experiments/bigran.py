@@ -128,7 +128,8 @@ def _batched(fn, *arrays, batch: int = 1000):
     return np.concatenate(out)
 
 
-def snapshot(params, config, key, workdir, step, tb) -> None:
+def snapshot(params, config, key, workdir, step, tb, mnist) -> None:
+    del mnist
     net = model(config)
     final = np.asarray(net.sample(params, key, 100))[:, -1]
     common.save_snapshot(final.reshape(-1, 28, 28), workdir, step, tb)

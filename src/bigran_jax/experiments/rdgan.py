@@ -27,7 +27,7 @@ def _models(config):
     m = config.model
     return (MLPGenerator(hidden=m.g_hidden, numerics=m.numerics),
             GroupDiscriminator(k=m.k, features=m.d_hidden, bidirectional=True, unroll=m.unroll,
-                               numerics=m.numerics))
+                               numerics=m.numerics, dropout=m.d_dropout))
 
 
 def make_game(config) -> Game:
@@ -43,8 +43,14 @@ def make_game(config) -> Game:
         kx, kz = jax.random.split(key)
         return {'real': sample_batch(kx, images, n), 'z': jax.random.normal(kz, (n, m.latent))}
 
-    # One-sided label smoothing (train.real_label 0.9) and L1 penalties, as the reference.
-    d_loss, g_loss = gan_losses(lambda p, x: disc.apply({'params': p}, x),
+    # One-sided label smoothing (train.real_label) and L1 penalties (train.d_l1, g_l1) as the
+    # reference; instance noise (train.instance_noise) on every image D reads, real or generated.
+    def discriminate(params, x, key):
+        k_noise, k_drop = jax.random.split(key)
+        x = x + t.instance_noise * jax.random.normal(k_noise, x.shape)
+        return disc.apply({'params': params}, x, deterministic=False, rngs={'dropout': k_drop})
+
+    d_loss, g_loss = gan_losses(discriminate,
                                 lambda p, z: gen.apply({'params': p}, z), t,
                                 clip=clips_bce(m.numerics))
 
@@ -58,8 +64,19 @@ def generate(params, config, key, n: int) -> np.ndarray:
     return np.asarray(jax.jit(gen.apply)({'params': params['g']}, z)).reshape(n, 28, 28)
 
 
-def snapshot(params, config, key, workdir, step, tb) -> None:
-    common.save_snapshot(generate(params, config, key, 100), workdir, step, tb)
+def snapshot(params, config, key, workdir, step, tb, mnist) -> dict | None:
+    """A 10 x 10 grid `samples_<step>.png`, and the judge's modes, KL to uniform, confidence and
+    Frechet distance on `eval.snapshot_samples` samples (none when 0): how coverage grows with
+    training, per k (the paper: "depth corresponds to the number of modes early in training")."""
+    n = config.eval.snapshot_samples
+    images = generate(params, config, key, max(n, 100))
+    common.save_snapshot(images, workdir, step, tb)
+    if not n:
+        return None
+    out = common.sample_metrics(common.judge(config, mnist), mnist, images[:n])
+    if tb is not None:
+        tb.scalars(step, {c: out[c] for c in SUMMARY_COLUMNS}, 'snapshot/')
+    return {**out, 'num_samples': n}
 
 
 def evaluate(params, config, mnist, key, workdir) -> tuple[dict, list, str]:

@@ -132,7 +132,7 @@ def make_game(config) -> Game:
 
     # DCGAN-tensorflow's losses: D's cross-entropy on real and generated, G non-saturating.
     d_loss, g_loss = gan_losses(
-        lambda p, x: disc.apply({'params': p}, x),
+        lambda p, x, key: disc.apply({'params': p}, x),
         lambda p, z: generate_by_slot(lambda s: gen.apply({'params': p}, s), z, m.k), t)
 
     return Game(init=init, sample=sample, d_loss=d_loss, g_loss=g_loss)
@@ -156,7 +156,8 @@ def channel_digits(clf, images) -> tuple[np.ndarray, np.ndarray]:
     return probs.argmax(-1).reshape(-1, CHANNELS), probs
 
 
-def snapshot(params, config, key, workdir, step, tb) -> None:
+def snapshot(params, config, key, workdir, step, tb, mnist) -> None:
+    del mnist
     common.save_snapshot(generate(params, config, key, 100), workdir, step, tb)
 
 

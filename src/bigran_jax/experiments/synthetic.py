@@ -122,7 +122,7 @@ def make_game(config) -> Game:
 
     # PacGAN: D minimises mean softplus(-D(x)) + softplus(D(G(z))), G the non-saturating
     # mean softplus(-D(G(z))).
-    d_loss, g_loss = gan_losses(lambda p, x: disc.apply({'params': p}, x),
+    d_loss, g_loss = gan_losses(lambda p, x, key: disc.apply({'params': p}, x),
                                 lambda p, z: generate(gen, p, z, m.k), t)
 
     return Game(init=init, sample=sample, d_loss=d_loss, g_loss=g_loss)
@@ -146,15 +146,18 @@ def _name(config) -> str:
     return f"{m.strategy}{f' k={m.k}' if m.strategy in ('packing', 'recurrent') else ''}"
 
 
-def snapshot(params, config, key, workdir, step, tb) -> None:
-    """A scatter plot of generated samples, `samples_<step>.png`, and the metrics in TensorBoard."""
+def snapshot(params, config, key, workdir, step, tb, data) -> dict:
+    """A scatter plot of generated samples, `samples_<step>.png`; their mode metrics (also in
+    TensorBoard)."""
+    del data
     samples = sample_generator(params, config, key, config.eval.num_samples)
     _scatter(os.path.join(workdir, f'samples_{step:07d}.png'), samples, config,
              f'{_name(config)}, iteration {step}')
+    out = mixtures.mode_metrics(samples, mixtures.centres(config.data.mixture),
+                                config.data.std, config.eval.threshold)
     if tb is not None:
-        out = mixtures.mode_metrics(samples, mixtures.centres(config.data.mixture),
-                                    config.data.std, config.eval.threshold)
         tb.scalars(step, {k: out[k] for k in SUMMARY_COLUMNS}, 'eval/')
+    return out
 
 
 def evaluate(params, config, data, key, workdir) -> tuple[dict, list, str]:

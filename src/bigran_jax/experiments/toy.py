@@ -78,8 +78,9 @@ def probes(k: int) -> dict:
     return {'late': ramp + [5], 'early': [5] + ramp}
 
 
-def snapshot(params, config, key, workdir, step, tb) -> None:
+def snapshot(params, config, key, workdir, step, tb, mnist) -> None:
     """Nothing to draw mid-training: the table is the toy's only output."""
+    del params, config, key, workdir, step, tb, mnist
 
 
 def evaluate(params, config, data, key, workdir) -> tuple[dict, list, str]:
