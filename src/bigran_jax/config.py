@@ -122,9 +122,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
         rate = config_get(config, 'model.d_dropout')
         need(isinstance(rate, (int, float)) and 0 <= rate < 1, 'model.d_dropout',
              'must be a number in [0, 1)')
-        std = config_get(config, 'train.instance_noise')
-        need(isinstance(std, (int, float)) and std >= 0, 'train.instance_noise',
-             'must be a number >= 0')
+        _check_weights(config, need, ('train.instance_noise',))
     for path, values in config.sweep:
         paths = (path,) if isinstance(path, str) else tuple(path)
         for p in paths:
@@ -150,11 +148,16 @@ BIGRAN_TERMS = ('train.cycle_x', 'train.cycle_z', 'train.kl', 'train.r1')
 CYCLE_STEPS = ('last', 'all')
 
 
-def _check_bigran(config, need) -> None:
-    for key in BIGRAN_TERMS:
+def _check_weights(config, need, keys) -> None:
+    """Each of `keys` is a number >= 0, 0 turning its term off."""
+    for key in keys:
         value = config_get(config, key)
         need(isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0, key,
              'must be a number >= 0 (0 turns the term off)')
+
+
+def _check_bigran(config, need) -> None:
+    _check_weights(config, need, BIGRAN_TERMS)
     need(config_get(config, 'train.cycle_steps') in CYCLE_STEPS, 'train.cycle_steps',
          f'must be one of {CYCLE_STEPS}')
 

@@ -431,6 +431,8 @@ def _train(run: Run, members: _Members, state: steps.TrainState) -> tuple[steps.
                     if out:
                         report.append_jsonl(os.path.join(workdir, 'metrics.jsonl'),
                                             {'step': step, 'snapshot': out})
+                        if tb is not None:
+                            tb.scalars(step, dict(report.scalars(out)), 'snapshot/')
             if config.checkpoint.every and step % config.checkpoint.every == 0:
                 members.save(step, state)
     members.save(step, state, force=True)

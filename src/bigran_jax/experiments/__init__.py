@@ -7,7 +7,8 @@ Each module provides the same few names:
 - `make_game(config) -> steps.Game`: its players' initialisation, batch sampler and losses.
 - `evaluate(params, config, mnist, key, workdir) -> (results, figure paths, text)`.
 - `snapshot(params, config, key, workdir, step, tb, mnist) -> dict | None`: a sample grid during
-  training, and metrics the loop writes to metrics.jsonl as `{'step': ..., 'snapshot': ...}`.
+  training, and metrics the loop writes to metrics.jsonl as `{'step': ..., 'snapshot': ...}` and
+  to TensorBoard under `snapshot/`.
 """
 
 from bigran_jax.experiments import bigran, rdgan, stacked, synthetic, toy

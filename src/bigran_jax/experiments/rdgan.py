@@ -74,8 +74,6 @@ def snapshot(params, config, key, workdir, step, tb, mnist) -> dict | None:
     if not n:
         return None
     out = common.sample_metrics(common.judge(config, mnist), mnist, images[:n])
-    if tb is not None:
-        tb.scalars(step, {c: out[c] for c in SUMMARY_COLUMNS}, 'snapshot/')
     return {**out, 'num_samples': n}
 
 

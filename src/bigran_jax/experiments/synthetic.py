@@ -147,17 +147,14 @@ def _name(config) -> str:
 
 
 def snapshot(params, config, key, workdir, step, tb, data) -> dict:
-    """A scatter plot of generated samples, `samples_<step>.png`; their mode metrics (also in
-    TensorBoard)."""
-    del data
+    """A scatter plot of generated samples, `samples_<step>.png`; their mode metrics (the loop
+    writes them to metrics.jsonl and TensorBoard)."""
+    del tb, data
     samples = sample_generator(params, config, key, config.eval.num_samples)
     _scatter(os.path.join(workdir, f'samples_{step:07d}.png'), samples, config,
              f'{_name(config)}, iteration {step}')
-    out = mixtures.mode_metrics(samples, mixtures.centres(config.data.mixture),
-                                config.data.std, config.eval.threshold)
-    if tb is not None:
-        tb.scalars(step, {k: out[k] for k in SUMMARY_COLUMNS}, 'eval/')
-    return out
+    return mixtures.mode_metrics(samples, mixtures.centres(config.data.mixture),
+                                 config.data.std, config.eval.threshold)
 
 
 def evaluate(params, config, data, key, workdir) -> tuple[dict, list, str]:
