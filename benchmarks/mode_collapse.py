@@ -1,18 +1,19 @@
-"""The mode-collapse table: PacGAN's benchmarks x discriminator strategies x seeds, beside the
-published numbers (PacGAN, Lin et al. 2018, tables 1-3, which include VEEGAN's and unrolled GAN's).
+"""The mode-collapse table: PacGAN's and VEEGAN's benchmarks x discriminator strategies x seeds,
+beside the published numbers (PacGAN, Lin et al. 2018, tables 1-3, which include VEEGAN's and
+unrolled GAN's; VEEGAN, Srivastava et al. 2017, table 1).
 
   python benchmarks/mode_collapse.py --workdir=runs/mode_collapse           # every protocol in full
   python benchmarks/mode_collapse.py --workdir=runs/mc --benchmarks=ring,grid \
       --rows=recurrent4,packing4,plain,minibatch --num_steps=3000            # a reduced budget
 
-Benchmarks: `ring`, `grid` (configs/mixtures.py), `stacked_veegan`, `stacked_small_d`
-(configs/stacked_mnist.py). Rows are the configs' sweep rows, named by strategy and k: `plain`,
-`minibatch`, `packing2`, `recurrent4`, ... Each row's seeds train as one population, in
-WORKDIR/<benchmark>/<member>; a row whose members all hold results for the budget is not trained
-again, so an interrupted table resumes where it stopped (a member part-way through resumes from its
-checkpoint). Writes WORKDIR/table.json and WORKDIR/table.md: for each row the mean and standard
-error over seeds of every metric, the budget, and the row's training time (from the rates it
-logged), then the published rows.
+Benchmarks: `ring`, `grid`, `veegan_ring`, `veegan_grid` (configs/mixtures.py), `stacked_veegan`,
+`stacked_small_d` (configs/stacked_mnist.py). Rows are the configs' sweep rows, named by strategy
+and k: `plain`, `minibatch`, `packing2`, `recurrent4`, ... Each row's seeds train as one
+population, in WORKDIR/<benchmark>/<member>; a row whose members all hold results for the budget
+is not trained again, so an interrupted table resumes where it stopped (a member part-way through
+resumes from its checkpoint). Writes WORKDIR/table.json and WORKDIR/table.md: for each row the
+mean and standard error over seeds of every metric, the budget, and the row's training time (from
+the rates it logged), then the published rows.
 """
 
 from __future__ import annotations
@@ -32,12 +33,15 @@ CONFIGS = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'config
 BENCHMARKS = {  # name -> (config file, its argument, the metrics tabulated: the sweep summary's)
     'ring': ('mixtures.py', 'ring', synthetic.SUMMARY_COLUMNS),
     'grid': ('mixtures.py', 'grid', synthetic.SUMMARY_COLUMNS),
+    'veegan_ring': ('mixtures.py', 'veegan_ring', synthetic.SUMMARY_COLUMNS),
+    'veegan_grid': ('mixtures.py', 'veegan_grid', synthetic.SUMMARY_COLUMNS),
     'stacked_veegan': ('stacked_mnist.py', 'veegan', stacked.SUMMARY_COLUMNS),
     'stacked_small_d': ('stacked_mnist.py', 'small_d', stacked.SUMMARY_COLUMNS),
 }
 # Published means and standard errors: PacGAN tables 1 (2-D, 10 trials), 2 (stacked MNIST in
 # VEEGAN's setting; the first four rows as VEEGAN's paper reports them, without errors) and 3
-# (D a quarter of G's size, 50 trials). Stacked MNIST's 'mean_confidence' (the judge's mean top
+# (D a quarter of G's size, 50 trials); VEEGAN's table 1 (2-D, means of 5 runs, no errors and
+# no reverse KL). Stacked MNIST's 'mean_confidence' (the judge's mean top
 # probability: low for samples that are not digits) has no published counterpart.
 PUBLISHED = {
     'ring': [('GAN', (6.3, 0.5), (0.982, 0.002), (0.45, 0.09)),
@@ -50,6 +54,14 @@ PUBLISHED = {
              ('PacGAN2', (23.8, 0.7), (0.913, 0.008), (0.13, 0.04)),
              ('PacGAN3', (24.6, 0.4), (0.942, 0.004), (0.06, 0.02)),
              ('PacGAN4', (24.8, 0.2), (0.936, 0.006), (0.04, 0.01))],
+    'veegan_ring': [('GAN', (1.0, None), (0.993, None)),
+                    ('ALI', (2.8, None), (0.0013, None)),
+                    ('Unrolled GAN', (7.6, None), (0.356, None)),
+                    ('VEEGAN', (8.0, None), (0.529, None))],
+    'veegan_grid': [('GAN', (3.3, None), (0.005, None)),
+                    ('ALI', (15.8, None), (0.016, None)),
+                    ('Unrolled GAN', (23.6, None), (0.16, None)),
+                    ('VEEGAN', (24.6, None), (0.40, None))],
     'stacked_veegan': [('DCGAN (VEEGAN paper)', (99.0, None), (3.40, None)),
                        ('ALI (VEEGAN paper)', (16.0, None), (5.40, None)),
                        ('Unrolled GAN (VEEGAN paper)', (48.7, None), (4.32, None)),

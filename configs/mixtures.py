@@ -1,5 +1,7 @@
-"""PacGAN's 2-D benchmarks (docs/pacgan_2d_protocol.md): `:ring`, 8 Gaussians (std 0.01) on the
-unit circle (the default), or `:grid`, 25 Gaussians (std 0.05), 5 x 5 with spacing 2.
+"""The 2-D mode-collapse benchmarks: `:ring`, 8 Gaussians (std 0.01) on the unit circle (the
+default), or `:grid`, 25 Gaussians (std 0.05), 5 x 5 with spacing 2, under PacGAN's protocol
+(docs/pacgan_2d_protocol.md); `:veegan_ring` and `:veegan_grid`, the same mixtures under VEEGAN's
+(docs/veegan_2d_protocol.md, below).
 
   python launch.py --config=configs/mixtures.py:ring --workdir=runs/ring   # every row x 5 seeds
   python launch.py --config=configs/mixtures.py:grid --workdir=runs/grid
@@ -15,6 +17,17 @@ batch in samples grows with k. Each row therefore sets strategy, k and batch tog
 sweep axis); 'plain' is PacGAN's GAN row (packing with k = 1 is the same network), and
 'recurrent' with k = 1 is the recurrent discriminator's own one-sample baseline. The 5 seeds of a
 row train as one population.
+
+VEEGAN protocol (`:veegan_ring`, `:veegan_grid`), the one VEEGAN's Table 1 (GAN, ALI, unrolled
+GAN, VEEGAN) reports: 100,000 iterations of batch 500, 1:1 updates, 2,500 samples scored, high
+quality within 3 standard deviations of the nearest mode, 5 seeds. VEEGAN's code has no GAN
+baseline, so the networks and learning rates are the unrolled GAN notebook's (Adam b1 0.5, D 1e-4,
+G 1e-3; tanh MLPs of 2 x 128 units, z of 256). Deviations: the generator's loss is non-saturating
+(the notebook's plain GAN is minimax) and the discriminator's last layer starts N(0, 0.02^2)
+(orthogonal, gain 1.4, in the notebook). Every row reads 500 samples per update (125 groups of 4
+for packing and recurrent k = 4).
+
+  python launch.py --config=configs/mixtures.py:veegan_ring --workdir=runs/veegan_ring
 """
 
 from bigran_jax.config import base_config
@@ -31,14 +44,20 @@ MIXTURES = {  # PC MEANS, equal weights, and PC VARIANCES: std ** 2 * I
 }
 
 
-def get_config(mixture: str = 'ring'):
+VEEGAN_ROWS = (  # (model.strategy, model.k, train.batch_size = 500 samples, V's batch)
+    ('plain', 1, 500), ('minibatch', 1, 500), ('packing', 4, 500), ('recurrent', 4, 500))
+
+
+def get_config(variant: str = 'ring'):
+    mixture = variant.removeprefix('veegan_')
     if mixture not in MIXTURES:
-        raise ValueError(f'configs/mixtures.py:{mixture}: the mixture must be one of '
-                         f'{", ".join(MIXTURES)}')
+        raise ValueError(f'configs/mixtures.py:{variant}: use one of '
+                         f'{", ".join([*MIXTURES, *(f"veegan_{m}" for m in MIXTURES)])}')
     c = base_config()
     c.experiment = 'synthetic'
     c.data.mixture = mixture
     c.data.std = MIXTURES[mixture]
+    c.model.architecture = 'pacgan'  # 'pacgan' | 'unrolled' (experiments/synthetic.py)
     c.model.strategy = 'packing'  # 'plain' | 'packing' | 'recurrent' | 'minibatch' (not in PacGAN)
     c.model.k = 4  # PC num_packing: 1..4
     c.model.latent = 2  # PC num_zdim 2, z ~ N(0, I) (num_zmode 1, z_mode_r 0, z_mode_std 1)
@@ -67,4 +86,18 @@ def get_config(mixture: str = 'ring'):
     c.eval.snapshot_steps = (10_000, 100_000)
     c.sweep = ((('model.strategy', 'model.k', 'train.batch_size'), ROWS),
                ('seed', (0, 1, 2, 3, 4)))
+    if variant.startswith('veegan_'):
+        c.model.architecture = 'unrolled'
+        c.model.latent = 256  # U z_dim; V: 254 + 1 eps
+        c.model.g_hidden, c.model.g_layers = 128, 2  # U: 2 x (Dense 128, tanh) -> Dense 2
+        c.model.d_hidden, c.model.d_layers = 128, 2  # U: 2 x (Dense 128, tanh) -> Dense 1
+        c.model.lstm_hidden = 128  # 'recurrent': LSTM units, the body's width
+        c.train.num_steps = 100_000  # V: 100 epochs x 1,000 batches (U: 25,000)
+        c.train.batch_size = 500  # V: 500 (U: 512)
+        c.train.d_lr, c.train.g_lr = 1e-4, 1e-3  # U (V: 1e-3 for both, its own model)
+        c.train.adam_b1 = 0.5  # U and V
+        c.checkpoint.every = 25_000
+        c.eval.snapshot_steps = (25_000,)  # U's whole budget
+        c.sweep = ((('model.strategy', 'model.k', 'train.batch_size'), VEEGAN_ROWS),
+                   ('seed', (0, 1, 2, 3, 4)))
     return c

@@ -2,11 +2,14 @@
 
 import os
 
-import jax
-import numpy as np
-import pytest
+# Test workers (pytest -n) share the machine: on an accelerator none may take most of its memory.
+os.environ.setdefault('XLA_PYTHON_CLIENT_PREALLOCATE', 'false')
 
-from bigran_jax import classifier, data
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from bigran_jax import classifier, data  # noqa: E402
 
 
 def tiny_mnist_dir(path, n_train=64, n_test=32):

@@ -1,6 +1,7 @@
 """BiGRAN's losses as pure functions, and their fidelity / regulariser terms: each is zero when its
 weight is 0, equals its formula otherwise, and its gradient reaches the right player only."""
 
+import functools
 import os
 import sys
 
@@ -19,15 +20,25 @@ import bigran as bigran_config  # noqa: E402
 KEY = jax.random.key(0)
 
 
-def setup(**train):
-    c = bigran_config.get_config('bigan')  # the adversarial objective alone, plus `train`
+@functools.cache
+def _network():
+    """A tiny BiGRAN, its parameters and a batch: built once, shared by every test here (the
+    terms' weights live in the `train` section alone, so they do not change these)."""
+    c = bigran_config.get_config('bigan')  # the adversarial objective alone
     c.model.k, c.model.hidden, c.model.latent, c.model.steps, c.model.unroll = 2, 8, 4, 3, 1
-    c.train.update(train)
     net = bigran.model(c)
     params = net.init(jax.random.key(1))
     images = jax.random.randint(jax.random.key(2), (32, 784), 0, 256).astype(jnp.uint8)
     batch = bigran.make_game(c).sample(images, jax.random.key(3), 4)
-    return net, c.train, params, batch
+    return c.train, net, params, batch
+
+
+def setup(**train):
+    """The tiny BiGRAN with its `train` section updated by `train`."""
+    base, net, params, batch = _network()
+    section = base.copy_and_resolve_references()
+    section.update(train)
+    return net, section, params, batch
 
 
 def d_loss(train, net, params, batch):

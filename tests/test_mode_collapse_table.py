@@ -22,6 +22,8 @@ def test_rows_are_chosen_by_name_and_unknown_ones_named():
     assert rows == (('recurrent', 4, 400), ('plain', 1, 100)) and seeds == (0, 1)
     assert c.train.num_steps == 50 and c.train.log_every == 5 and c.data.mixture == 'grid'
     assert len(mc.benchmark_config('stacked_veegan').sweep[0][1]) == 6
+    veegan = mc.benchmark_config('veegan_grid', rows=['recurrent4'], seeds=1)
+    assert veegan.sweep[0][1] == (('recurrent', 4, 500),) and veegan.train.num_steps == 100_000
     with pytest.raises(app.UsageError, match='no rows .*packing9.*its rows are plain'):
         mc.benchmark_config('ring', rows=['packing9'])
     with pytest.raises(app.UsageError, match='unknown benchmark'):
@@ -52,6 +54,7 @@ def test_markdown_puts_ours_beside_the_published_rows():
            '10 min |' in text
     assert '| PacGAN4 (published) | 7.8 ± 0.1 | 95.9% ± 1.4% | 0.070 ± 0.020 |' in text
     assert '| VEEGAN (published) | 150.0 | 2.950 | - |' in mc.markdown('stacked_veegan', [], 1)
+    assert '| VEEGAN (published) | 8.0 | 52.9% | - |' in mc.markdown('veegan_ring', [], 1)
 
 
 def test_a_finished_row_is_not_trained_again(tmp_path):

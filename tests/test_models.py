@@ -137,6 +137,21 @@ def test_group_discriminator_input_dropout_only_when_not_deterministic():
         no_rate.apply(params, x, deterministic=False, rngs={'dropout': jax.random.key(1)}), plain)
 
 
+@pytest.mark.parametrize('bidirectional', [False, True])
+def test_strategy_recurrent_head_sees_later_samples_only_when_bidirectional(bidirectional):
+    """The RD-GAN's strategy harness (configs/rdgan.py:strategies): an MLP body under the
+    recurrent head; position 0's logit sees the rest of its group only when bidirectional."""
+    disc = models.StrategyDiscriminator(models.MLPFeatures(8), 'recurrent', k=4, lstm_hidden=6,
+                                        bidirectional=bidirectional)
+    x = jax.random.normal(KEY, (8, 784))
+    params = disc.init(KEY, x)
+    base, moved = disc.apply(params, x), disc.apply(params, _perturb_after(x, 4, 1))
+    assert base.shape == (8,)
+    assert np.allclose(moved[::4], base[::4], atol=1e-6) != bidirectional
+    assert not np.allclose(moved[3::4], base[3::4])  # the last position sees everything
+    assert params['params']['features']['Dense_0']['kernel'].shape == (784, 8)
+
+
 def test_decoder_canvases_are_sigmoid_of_cumulative_sum():
     dec = models.Decoder(hidden=8)
     z = jax.random.normal(KEY, (3, 4, 5))

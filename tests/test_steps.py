@@ -8,6 +8,7 @@ import textwrap
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from bigran_jax import steps
 from bigran_jax.experiments import bigran, rdgan
@@ -30,9 +31,20 @@ def small_bigran():
     return c
 
 
+_SETUPS = {}
+
+
 def setup(config, experiment, n=8, optimizer=None):
+    """A game, its optimisers, an initial state, fake images and a batch of `n`. With the default
+    optimiser, built once per config and shared (initialising a BiGRAN takes seconds)."""
+    key = (experiment.__name__, config.to_json(), n)
+    if optimizer is None and key not in _SETUPS:
+        _SETUPS[key] = _setup(config, experiment, n, steps.keras_decay_adam(1e-2, 0.0))
+    return _SETUPS[key] if optimizer is None else _setup(config, experiment, n, optimizer)
+
+
+def _setup(config, experiment, n, optimizer):
     game = experiment.make_game(config)
-    optimizer = optimizer or steps.keras_decay_adam(1e-2, 0.0)
     tx = {'d': optimizer, 'g': optimizer}
     state = steps.init_state(game, tx, jax.random.key(0))
     images = jax.random.randint(jax.random.key(1), (32, 784), 0, 256).astype(jnp.uint8)
@@ -78,11 +90,12 @@ def test_unrolled_recurrences_compute_what_the_scanned_ones_do():
     """`model.unroll` (the fast path) changes how XLA runs the LSTMs, not what they compute: same
     params, batch and key give the same losses and gradients, for BiGRAN and the RD-GAN."""
     for small, experiment in ((small_bigran, bigran), (small_rdgan, rdgan)):
+        _, _, state, _, batch = setup(small(), experiment)  # unroll 1; the params fit both
         out = []
         for unroll in (1, 16):
             c = small()
             c.model.unroll = unroll
-            game, _, state, _, batch = setup(c, experiment)
+            game = experiment.make_game(c)
             out.append([jax.jit(jax.grad(game.loss(p), has_aux=True))(
                 state.params[p], state.params['g' if p == 'd' else 'd'], batch,
                 jax.random.key(5)) for p in ('d', 'g')])
@@ -104,6 +117,23 @@ def test_rdgan_instance_noise_and_input_dropout_draw_from_the_loss_key():
         a, b, a2 = (loss(state.params, batch, jax.random.key(seed)) for seed in (1, 2, 1))
         assert float(a) == float(a2)
         assert (float(a) != float(b)) == bool(change), change
+
+
+@pytest.mark.parametrize('strategy, k', [('plain', 1), ('minibatch', 1), ('packing', 2),
+                                         ('recurrent', 2)])
+def test_rdgan_strategy_harness_trains_every_weight(strategy, k):
+    """configs/rdgan.py:strategies: each head's D loss reaches every D weight (body and head),
+    its G loss every G weight."""
+    c = small_rdgan()
+    c.model.d_body, c.model.strategy, c.model.k = 8, strategy, k
+    game, _, state, _, batch = setup(c, rdgan)
+    key = jax.random.key(5)
+    for player, other in (('d', 'g'), ('g', 'd')):
+        grads, _ = jax.jit(jax.grad(game.loss(player), has_aux=True))(
+            state.params[player], state.params[other], batch, key)
+        for path, g in jax.tree_util.tree_leaves_with_path(grads):
+            if 'bias' not in jax.tree_util.keystr(path):  # a bias can start at a zero gradient
+                assert float(jnp.abs(g).sum()) > 0, (player, jax.tree_util.keystr(path))
 
 
 def test_reconstruct_is_deterministic_per_key_and_varies_across_keys():

@@ -182,6 +182,45 @@ def test_sweep_has_one_row_per_discriminator_with_100_groups_per_batch():
     assert len(groups) == 9 and all(len(g) == 5 for g in groups)
 
 
+def test_veegan_protocol_configs_say_what_they_claim():
+    """configs/mixtures.py:veegan_*: VEEGAN's budget, batch and scoring, the unrolled GAN
+    notebook's networks and rates, every row at 500 samples per update, 5 seeds."""
+    for mixture in ('ring', 'grid'):
+        c = mixtures_config.get_config(f'veegan_{mixture}')
+        pac = mixtures_config.get_config(mixture)
+        assert (c.data.to_dict(), c.model.architecture) == (pac.data.to_dict(), 'unrolled')
+        t = c.train
+        assert (t.num_steps, t.batch_size, t.d_lr, t.g_lr, t.adam_b1, t.d_steps, t.g_steps) == (
+            100_000, 500, 1e-4, 1e-3, 0.5, 1, 1)
+        assert (c.eval.num_samples, c.eval.threshold, c.model.latent) == (2500, 3.0, 256)
+        ms = sweep.members(c)
+        assert {(m.model.strategy, m.model.k, m.train.batch_size) for m in ms.values()} == set(
+            mixtures_config.VEEGAN_ROWS) and len(ms) == 4 * 5
+        assert all(m.train.batch_size == 500 for m in ms.values())
+    with pytest.raises(ValueError, match='use one of ring, grid, veegan_ring, veegan_grid'):
+        mixtures_config.get_config('veegan_spiral')
+    c = mixtures_config.get_config('veegan_ring')
+    c.model.architecture = 'dcgan'
+    with pytest.raises(config_lib.ConfigError, match="model.architecture='dcgan'"):
+        config_lib.validate(c)
+
+
+def test_unrolled_gan_networks_are_orthogonal_tanh_mlps():
+    gen = synthetic.TanhMLP(hidden=16, layers=2, out=2)
+    z = jax.random.normal(jax.random.key(0), (5, 16))
+    params = gen.init(jax.random.key(1), z)['params']
+    w = params['Dense_1']['kernel']  # square hidden layer: W^T W = gain^2 I
+    np.testing.assert_allclose(w.T @ w, 1.4 ** 2 * np.eye(16), atol=1e-4)
+    assert gen.apply({'params': params}, z).shape == (5, 2)
+    h = synthetic.TanhMLP(hidden=16, layers=2).apply({'params': {
+        k: v for k, v in params.items() if k != 'Dense_2'}}, z)
+    assert h.shape == (5, 16) and float(jnp.abs(h).max()) < 1.0  # tanh features
+    c = tiny_config('packing', 2)
+    c.model.architecture = 'unrolled'
+    g, d = synthetic._models(c)
+    assert isinstance(g, synthetic.TanhMLP) and isinstance(d.features, synthetic.TanhMLP)
+
+
 def test_tied_sweep_values_must_match_their_paths():
     c = mixtures_config.get_config()
     c.sweep = ((('model.strategy', 'model.k'), (('packing', 2), ('plain',))),)

@@ -9,7 +9,7 @@ import jax
 import numpy as np
 import pytest
 
-from bigran_jax import checkpoints, data, train
+from bigran_jax import checkpoints, data, sweep, train
 from bigran_jax.config import validate
 from bigran_jax.experiments import toy
 
@@ -215,5 +215,31 @@ def test_rdgan_variants_change_what_they_say():
     keras1.model.numerics = 'flax'
     assert keras1.to_dict() == ref.to_dict()
     validate(rdgan_config.get_config('tiny'))
+    # 'strategies': the default's schedule, a base network under five heads, 3 seeds each
+    strategies = rdgan_config.get_config('strategies')
+    assert strategies.train.to_dict() == default.train.to_dict()
+    assert (strategies.model.d_body, default.model.d_body) == (256, 0)
+    members = sweep.members(strategies)
+    rows = {(m.model.strategy, m.model.k, m.model.bidirectional) for m in members.values()}
+    assert rows == set(rdgan_config.STRATEGY_ROWS) and len(members) == 5 * 3
+    assert not strategies.population
     with pytest.raises(ValueError, match="unknown variant 'ref'"):
         rdgan_config.get_config('ref')
+
+
+def test_rdgan_strategy_keys_are_checked():
+    c = rdgan_config.get_config('tiny')
+    c.model.strategy = 'packing'
+    with pytest.raises(ValueError, match=r"config.model.strategy='packing': must be 'recurrent' "
+                                         r'with model.d_body=0'):
+        validate(c)
+    c.model.d_body = 16
+    validate(c)
+    c.model.d_dropout = 0.5
+    with pytest.raises(ValueError, match=r'config.model.d_dropout=0.5: must be 0 with '
+                                         r'model.d_body > 0'):
+        validate(c)
+    c.model.d_dropout, c.model.strategy = 0.0, 'minibatch'
+    with pytest.raises(ValueError, match=r"config.model.k=2: must be 1 with "
+                                         r"model.strategy='minibatch'"):
+        validate(c)

@@ -16,6 +16,8 @@ EXPERIMENTS = ('toy', 'rdgan', 'bigran', 'synthetic', 'stacked')
 # The mode-collapse benchmarks' discriminators (models.StrategyDiscriminator); the last two read
 # one sample at a time, so they take model.k = 1 only.
 STRATEGIES = ('recurrent', 'packing', 'plain', 'minibatch')
+# The 2-D benchmark's networks (experiments/synthetic.py): PacGAN's, or the unrolled GAN's.
+ARCHITECTURES = ('pacgan', 'unrolled')
 
 
 class ConfigError(ValueError):
@@ -111,6 +113,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
     if config.experiment == 'synthetic':
         need(config_get(config, 'data.mixture') in ('ring', 'grid'), 'data.mixture',
              "must be 'ring' or 'grid'")
+        need(config_get(config, 'model.architecture') in ARCHITECTURES, 'model.architecture',
+             f'must be one of {ARCHITECTURES}')
     if config.experiment == 'stacked':
         need(config_get(config, 'model.noise') in ('uniform', 'normal'), 'model.noise',
              "must be 'uniform' or 'normal'")
@@ -123,6 +127,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
         need(isinstance(rate, (int, float)) and 0 <= rate < 1, 'model.d_dropout',
              'must be a number in [0, 1)')
         _check_weights(config, need, ('train.instance_noise',))
+        _check_rdgan_discriminator(config, need)
     for path, values in config.sweep:
         paths = (path,) if isinstance(path, str) else tuple(path)
         for p in paths:
@@ -141,6 +146,19 @@ def _check_strategy(config, need) -> None:
     need(config.model.k == 1 or strategy in ('recurrent', 'packing'), 'model.k',
          f"must be 1 with model.strategy='{strategy}' (it scores one sample at a time); "
          "'packing' or 'recurrent' read groups of k")
+
+
+def _check_rdgan_discriminator(config, need) -> None:
+    """The RD-GAN's discriminator: the paper's LSTM on pixels (`model.d_body = 0`), or a strategy
+    around an MLP body of `model.d_body` units (configs/rdgan.py:strategies)."""
+    _check_strategy(config, need)
+    body = config_get(config, 'model.d_body')
+    need(isinstance(body, int) and body >= 0, 'model.d_body', 'must be an int >= 0')
+    need(body > 0 or config.model.strategy == 'recurrent', 'model.strategy',
+         "must be 'recurrent' with model.d_body=0 (the paper's LSTM on pixels); the other "
+         'strategies need a base network, model.d_body > 0')
+    need(body == 0 or config.model.d_dropout == 0, 'model.d_dropout',
+         'must be 0 with model.d_body > 0 (dropout is on the paper\'s discriminator only)')
 
 
 # BiGRAN's fidelity and regulariser terms (bigran_jax.losses): weights, and where the cycle reads.

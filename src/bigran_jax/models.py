@@ -266,6 +266,17 @@ class MinibatchFeatures(nn.Module):
         return jnp.concatenate([f, o], axis=-1)
 
 
+class MLPFeatures(nn.Module):
+    """Samples `[n, ...]` -> `[n, hidden]`: flatten, Dense `hidden`, LeakyReLU(0.2); the RD-GAN's
+    shared base network when it compares strategies (`configs/rdgan.py:strategies`)."""
+
+    hidden: int = 256
+
+    @nn.compact
+    def __call__(self, x):
+        return nn.leaky_relu(nn.Dense(self.hidden)(x.reshape(x.shape[0], -1)), 0.2)
+
+
 def pack(x, k: int):
     """PacGAN's packing: samples `[G * k, ..., C]` -> `[G, ..., k * C]`, each group's k samples
     concatenated along the last axis (vectors end to end; images channel after channel, sample j
@@ -287,7 +298,8 @@ class StrategyDiscriminator(nn.Module):
       their last axis (`pack`) into one input of the base network.
     - 'recurrent': `[B]`, sample `g * k + j` scored at position j. Each sample goes through the base
       network; a forward LSTM across the group (`GroupDiscriminator`) then gives a logit at every
-      position, so position j sees samples 0..j of its group and nothing later.
+      position, so position j sees samples 0..j of its group and nothing later (with
+      `bidirectional`, a reversed LSTM too: every position sees the whole group).
     - 'minibatch' (k = 1): `[B]`, one logit per sample, with minibatch discrimination between the
       features and the last layer.
     """
@@ -296,6 +308,7 @@ class StrategyDiscriminator(nn.Module):
     strategy: str
     k: int = 1
     lstm_hidden: int = 200
+    bidirectional: bool = False
     mb_kernels: int = 100
     mb_kernel_dim: int = 5
     init_std: float = 0.02
@@ -313,7 +326,7 @@ class StrategyDiscriminator(nn.Module):
         h = h.reshape(h.shape[0], -1)
         if self.strategy == 'recurrent':
             return GroupDiscriminator(k=self.k, features=self.lstm_hidden, unroll=self.unroll,
-                                      name='group')(h)
+                                      bidirectional=self.bidirectional, name='group')(h)
         if self.strategy == 'minibatch':
             h = MinibatchFeatures(self.mb_kernels, self.mb_kernel_dim)(h)
         return nn.Dense(1, kernel_init=normal_init(self.init_std), name='out')(h)[:, 0]

@@ -2,6 +2,11 @@
 
 An MLP generator against a bidirectional LSTM that reads the k samples of a group in a row and
 scores every position; with k = 1 it is an ordinary GAN. Larger k should cover more digit classes.
+
+With `model.d_body > 0` the discriminator is instead `models.StrategyDiscriminator` around a shared
+base network (`MLPFeatures(d_body)`), so the other ways of showing D several samples (plain,
+packing, minibatch discrimination, recurrent forward or bidirectional: `model.strategy`,
+`model.bidirectional`) run in the same harness (`configs/rdgan.py:strategies`).
 """
 
 from __future__ import annotations
@@ -16,7 +21,13 @@ from bigran_jax import figures
 from bigran_jax.data import sample_batch
 from bigran_jax.experiments import common
 from bigran_jax.losses import clips_bce, gan_losses
-from bigran_jax.models import IMAGE_SIZE, GroupDiscriminator, MLPGenerator
+from bigran_jax.models import (
+    IMAGE_SIZE,
+    GroupDiscriminator,
+    MLPFeatures,
+    MLPGenerator,
+    StrategyDiscriminator,
+)
 from bigran_jax.steps import Game
 
 NEEDS_DATA = True
@@ -25,9 +36,15 @@ SUMMARY_COLUMNS = ['modes_covered', 'kl_to_uniform', 'frechet_distance', 'mean_c
 
 def _models(config):
     m = config.model
-    return (MLPGenerator(hidden=m.g_hidden, numerics=m.numerics),
-            GroupDiscriminator(k=m.k, features=m.d_hidden, bidirectional=True, unroll=m.unroll,
-                               numerics=m.numerics, dropout=m.d_dropout))
+    if m.d_body:  # the strategy harness: a shared MLP body, then plain / packing / ... heads
+        disc = StrategyDiscriminator(MLPFeatures(m.d_body), m.strategy, m.k,
+                                     lstm_hidden=m.d_hidden, bidirectional=m.bidirectional,
+                                     mb_kernels=m.mb_kernels, mb_kernel_dim=m.mb_kernel_dim,
+                                     unroll=m.unroll)
+    else:  # the paper's: an LSTM reading the pixels
+        disc = GroupDiscriminator(k=m.k, features=m.d_hidden, bidirectional=m.bidirectional,
+                                  unroll=m.unroll, numerics=m.numerics, dropout=m.d_dropout)
+    return MLPGenerator(hidden=m.g_hidden, numerics=m.numerics), disc
 
 
 def make_game(config) -> Game:
@@ -48,6 +65,8 @@ def make_game(config) -> Game:
     def discriminate(params, x, key):
         k_noise, k_drop = jax.random.split(key)
         x = x + t.instance_noise * jax.random.normal(k_noise, x.shape)
+        if m.d_body:  # StrategyDiscriminator has no dropout
+            return disc.apply({'params': params}, x)
         return disc.apply({'params': params}, x, deterministic=False, rngs={'dropout': k_drop})
 
     d_loss, g_loss = gan_losses(discriminate,
@@ -77,6 +96,15 @@ def snapshot(params, config, key, workdir, step, tb, mnist) -> dict | None:
     return {**out, 'num_samples': n}
 
 
+def describe(config) -> str:
+    """The discriminator in a few words: 'paper k=4' or e.g. 'packing k=4', 'recurrent-bi k=4'."""
+    m = config.model
+    name = 'paper' if not m.d_body else m.strategy
+    if m.strategy == 'recurrent' and m.d_body:
+        name += '-bi' if m.bidirectional else '-fw'
+    return f'{name} k={m.k}'
+
+
 def evaluate(params, config, mnist, key, workdir) -> tuple[dict, list, str]:
     generated = generate(params, config, key, config.eval.num_samples)
     np.savez_compressed(os.path.join(workdir, 'samples.npz'), generated=generated)
@@ -85,7 +113,7 @@ def evaluate(params, config, mnist, key, workdir) -> tuple[dict, list, str]:
     results = common.sample_metrics(common.judge(config, mnist), mnist, generated)
     results['num_samples'] = int(generated.shape[0])
     hist = ' '.join(f'{d}:{p:.3f}' for d, p in enumerate(results['class_histogram']))
-    text = (f"k={config.model.k}: {results['modes_covered']} modes, KL to uniform "
+    text = (f"{describe(config)}: {results['modes_covered']} modes, KL to uniform "
             f"{results['kl_to_uniform']:.4f}, Frechet distance {results['frechet_distance']:.3f}"
             f"\nclass histogram {hist}")
     return results, [grid], text

@@ -1,9 +1,14 @@
-"""PacGAN's 2-D mode-collapse benchmark (Lin et al. 2018): 8 Gaussians on a ring or 25 on a grid,
-PacGAN's generator, and four ways for its discriminator to look at several samples.
+"""The 2-D mode-collapse benchmarks: 8 Gaussians on a ring or 25 on a grid, and four ways for the
+discriminator to look at several samples (`model.strategy`), under one of two protocols
+(`model.architecture`):
 
-Protocol and deviations: docs/pacgan_2d_protocol.md. The generator is PacGAN's: z ~ N(0, I_2) ->
-4 x (Dense 400 without bias, batch norm, ReLU) -> Dense 2. So is the base discriminator: 3 maxout
-layers (200 units x 5 pieces) -> Dense 1. `model.strategy` picks what the discriminator reads.
+- 'pacgan' (Lin et al. 2018; docs/pacgan_2d_protocol.md): PacGAN's generator, z ~ N(0, I_2) ->
+  4 x (Dense 400 without bias, batch norm, ReLU) -> Dense 2, and base discriminator, 3 maxout
+  layers (200 units x 5 pieces) -> Dense 1.
+- 'unrolled' (the networks of the unrolled GAN's reference notebook, which VEEGAN's Table 1
+  compares against; docs/veegan_2d_protocol.md): generator z ~ N(0, I_256) -> 2 x (Dense 128,
+  tanh) -> Dense 2, base discriminator 2 x (Dense 128, tanh) -> Dense 1, every hidden layer
+  initialised orthogonal with gain 1.4 and zero biases.
 
 Shapes (`models.StrategyDiscriminator`): every discriminator takes samples `[B, 2]`, `B = G * k`,
 read as G groups of k consecutive samples (sample `g * k + j` is position j of group g), and
@@ -67,6 +72,23 @@ class Generator(nn.Module):
         return nn.Dense(DIM, kernel_init=normal_init(self.init_std))(h)
 
 
+class TanhMLP(nn.Module):
+    """The unrolled GAN notebook's networks: `layers` x (Dense `hidden`, tanh), orthogonal
+    weights with gain 1.4 and zero biases, then Dense `out` when `out` (the generator's output
+    layer) or nothing (the discriminator's body, which `StrategyDiscriminator` finishes)."""
+
+    hidden: int = 128
+    layers: int = 2
+    out: int = 0
+
+    @nn.compact
+    def __call__(self, x):
+        init = nn.initializers.orthogonal(scale=1.4)
+        for _ in range(self.layers):
+            x = jnp.tanh(nn.Dense(self.hidden, kernel_init=init)(x))
+        return nn.Dense(self.out, kernel_init=init)(x) if self.out else x
+
+
 class MaxoutFeatures(nn.Module):
     """PacGAN's discriminator body: `layers` maxout layers of `hidden` units x `pieces`."""
 
@@ -90,17 +112,22 @@ def discriminator(strategy: str, k: int = 1, hidden: int = 200, layers: int = 3,
                                  init_std=init_std, **wrapper)
 
 
-def _models(config) -> tuple[Generator, StrategyDiscriminator]:
+def _models(config) -> tuple[nn.Module, StrategyDiscriminator]:
     m = config.model
+    wrapper = dict(lstm_hidden=m.lstm_hidden, mb_kernels=m.mb_kernels,
+                   mb_kernel_dim=m.mb_kernel_dim, unroll=m.unroll)
+    if m.architecture == 'unrolled':
+        return (TanhMLP(m.g_hidden, m.g_layers, out=DIM),
+                StrategyDiscriminator(TanhMLP(m.d_hidden, m.d_layers), m.strategy, m.k,
+                                      init_std=m.init_std, **wrapper))
     return (Generator(hidden=m.g_hidden, layers=m.g_layers, init_std=m.init_std),
             discriminator(m.strategy, m.k, m.d_hidden, m.d_layers, m.maxout_pieces, m.init_std,
-                          lstm_hidden=m.lstm_hidden, mb_kernels=m.mb_kernels,
-                          mb_kernel_dim=m.mb_kernel_dim, unroll=m.unroll))
+                          **wrapper))
 
 
-def generate(gen: Generator, g_params, z, k: int = 1) -> jax.Array:
+def generate(gen: nn.Module, g_params, z, k: int = 1) -> jax.Array:
     """Samples `[n, 2]` from noise `z` `[n, latent]`, `n = G * k`; position j of every group is
-    one batch-norm batch (`models.generate_by_slot`)."""
+    one batch-norm batch (`models.generate_by_slot`; the same as one call without batch norm)."""
     return generate_by_slot(lambda s: gen.apply({'params': g_params}, s), z, k)
 
 
