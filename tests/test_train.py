@@ -221,7 +221,7 @@ def test_rdgan_variants_change_what_they_say():
     assert (strategies.model.d_body, default.model.d_body) == (256, 0)
     members = sweep.members(strategies)
     rows = {(m.model.strategy, m.model.k, m.model.bidirectional) for m in members.values()}
-    assert rows == set(rdgan_config.STRATEGY_ROWS) and len(members) == 5 * 3
+    assert rows == set(rdgan_config.STRATEGY_ROWS) and len(members) == 6 * 3
     assert not strategies.population
     with pytest.raises(ValueError, match="unknown variant 'ref'"):
         rdgan_config.get_config('ref')
