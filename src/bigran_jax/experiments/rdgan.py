@@ -99,10 +99,11 @@ def snapshot(params, config, key, workdir, step, tb, mnist) -> dict | None:
 def describe(config) -> str:
     """The discriminator in a few words: 'paper k=4' or e.g. 'packing k=4', 'recurrent-bi k=4'."""
     m = config.model
-    name = 'paper' if not m.d_body else m.strategy
-    if m.strategy == 'recurrent' and m.d_body:
-        name += '-bi' if m.bidirectional else '-fw'
-    return f'{name} k={m.k}'
+    if not m.d_body:
+        return f'paper k={m.k}'
+    if m.strategy == 'recurrent':
+        return f"recurrent-{'bi' if m.bidirectional else 'fw'} k={m.k}"
+    return f'{m.strategy} k={m.k}'
 
 
 def evaluate(params, config, mnist, key, workdir) -> tuple[dict, list, str]:
