@@ -8,8 +8,9 @@ Variants (`configs/bigran.py:NAME`); every one keeps the paper's sizes (m = 25, 
 
 - default: BiGAN's optimiser schedule (Donahue et al. 2017: Adam 2e-4, b1 0.5, one D update per
   E+G update, no decay) with two fidelity terms beside the adversarial loss, ALICE's cycle
-  `0.1 * ||x - G(E(x))||^2` and `0.01 * KL(q(z | x) || N(0, I))`, and a 512-unit ReLU layer
-  before each decoder step's output (see README, *BiGRAN*, for the ablation).
+  `0.1 * ||x - G(E(x))||^2` and `0.01 * KL(q(z | x) || N(0, I))`; two 512-unit ReLU layers
+  before each decoder step's output; and each step's adversarial term weighted s / t, so the
+  late canvases count more (see README, *BiGRAN*, for the ablation).
 - 'bigan': the same schedule with the paper's decoder and adversarial objective alone.
 - 'reference': the paper's schedule (D Adam 3e-4 and E+G 1e-4, b1 0.9, Keras decay, 4 D updates
   per E+G update) and objective. Its discriminator wins within a few hundred iterations and the
@@ -35,13 +36,18 @@ def get_config(variant: str = 'default'):
     c.experiment = 'bigran'
     c.model.latent = 25  # m (reference)
     c.model.steps = 4  # t, recurrent depth of encoder and decoder (reference)
-    c.model.hidden = 128  # units of every LSTM and MLP layer (reference)
+    c.model.hidden = 128  # units of the encoder's and decoder's LSTMs (reference)
+    c.model.d_hidden = 128  # units of every discriminator layer (reference: 128)
     c.model.k = 4  # pairs per group read by the discriminator's sample LSTM (reference)
     c.model.dropout = 0.5  # after each tanh layer of D's image MLP (reference)
     c.model.lstm_dropout = 0.5  # on D's LSTM inputs and recurrent state (reference code)
     # A ReLU layer of this many units between the decoder's LSTM and each step's linear map to
     # the canvas (0: none, the paper's decoder; see models.Decoder).
     c.model.decoder_mlp = 512
+    c.model.decoder_layers = 2  # how many such ReLU layers
+    # Minibatch discrimination (Salimans et al. 2016) in the discriminator: this many kernels
+    # compare each step's joint features across the batch (0: none, the paper's discriminator).
+    c.model.d_minibatch = 0
     # Unroll the short recurrences (t = 4 steps, k = 4 samples) fully: the same function, about
     # 10% more iterations/s on a 2-core CPU for about 10 s of compile (benchmarks/throughput.py).
     c.model.unroll = 4
@@ -62,15 +68,20 @@ def get_config(variant: str = 'default'):
     c.train.cycle_steps = 'last'  # the cycle reads the 'last' canvas, or 'all' steps' mean
     c.train.cycle_z = 0.0  # latent cycle lambda * ||z - mu(E(G(z)))||^2 in the E+G loss
     c.train.kl = 0.01  # beta * KL(q(z | x) || N(0, I)) of the encoder's posterior, in the E+G loss
+    # How each step's adversarial term counts: step s of t weighs (s / t) ** step_power, so the
+    # late canvases count more (0: every step the same, the paper; bigran_jax.losses.step_weights).
+    c.train.step_power = 1.0
     c.train.r1 = 0.0  # R1 (Mescheder et al. 2018): gamma / 2 * ||grad D(x, E(x))||^2 in D's loss
     c.train.iterations_per_call = 50
     c.train.log_every = 500
     c.checkpoint.every = 2000
     c.eval.snapshot_steps = (1000, 5000, 10_000)
+    c.eval.snapshot_samples = 2000  # judged at each snapshot: modes, KL, confidence, FD
 
     if variant in ('bigan', 'reference', 'keras1'):
         c.model.decoder_mlp = 0  # the paper's decoder
         c.train.cycle_x = c.train.kl = 0.0  # the paper's objective alone
+        c.train.step_power = 0.0
     if variant in ('reference', 'keras1'):
         c.train.num_steps = 20_000
         c.train.d_steps = 4  # reference: 4 D updates per E+G update
@@ -82,7 +93,9 @@ def get_config(variant: str = 'default'):
         c.model.numerics = 'keras1'
     if variant == 'tiny':
         c.model.k, c.model.hidden, c.model.latent, c.model.steps, c.model.unroll = 2, 8, 4, 3, 1
+        c.model.d_hidden = 8
         c.model.decoder_mlp = 16
+        c.model.d_minibatch = 3
         c.train.batch_size, c.train.num_steps, c.train.iterations_per_call = 8, 4, 2
         c.train.log_every, c.checkpoint.every = 2, 2
         c.eval.num_samples, c.eval.snapshot_steps = 100, ()

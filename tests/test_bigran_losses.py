@@ -26,6 +26,7 @@ def _network():
     terms' weights live in the `train` section alone, so they do not change these)."""
     c = bigran_config.get_config('bigan')  # the adversarial objective alone
     c.model.k, c.model.hidden, c.model.latent, c.model.steps, c.model.unroll = 2, 8, 4, 3, 1
+    c.model.d_hidden = 8
     net = bigran.model(c)
     params = net.init(jax.random.key(1))
     images = jax.random.randint(jax.random.key(2), (32, 784), 0, 256).astype(jnp.uint8)
@@ -146,3 +147,52 @@ def test_bad_term_settings_are_one_line_config_errors():
     c.model.numerics = 'keras2'
     with pytest.raises(config_lib.ConfigError, match='model.numerics'):
         config_lib.validate(c)
+    c = bigran_config.get_config()
+    c.train.step_power = -1.0
+    with pytest.raises(config_lib.ConfigError, match='train.step_power'):
+        config_lib.validate(c)
+    c = bigran_config.get_config()
+    c.model.d_minibatch = -1
+    with pytest.raises(config_lib.ConfigError, match='model.d_minibatch'):
+        config_lib.validate(c)
+
+
+def test_weighted_bce_is_the_weighted_mean_of_the_terms():
+    logits = jax.random.normal(KEY, (5, 3)) * 3.0
+    target = jnp.array([0.0, 1.0, 0.9])
+    terms = np.asarray(jax.vmap(jax.vmap(lambda lg, tg: losses.bce(lg, tg)))(
+        logits, jnp.broadcast_to(target, (5, 3))))
+    w = np.array([1.0, 2.0, 3.0])
+    np.testing.assert_allclose(losses.bce(logits, target, weights=jnp.asarray(w)),
+                               (terms * w).sum() / (5 * w.sum()), rtol=1e-6)
+    np.testing.assert_allclose(losses.bce(logits, target, weights=jnp.ones(3)),
+                               losses.bce(logits, target), rtol=1e-6)
+    np.testing.assert_allclose(losses.step_weights(1.0, 4), [0.25, 0.5, 0.75, 1.0])
+    np.testing.assert_allclose(losses.step_weights(2.0, 2), [0.25, 1.0])
+    assert losses.step_weights(0.0, 4) is None
+    with pytest.raises(ValueError, match='must be >= 0'):
+        losses.step_weights(-1.0, 4)
+
+
+def test_linear_step_weights_count_late_steps_more():
+    """With step_power 1 both players' adversarial losses are the step-weighted means of the
+    per-step terms: the same D and E+G losses as the per-step BCEs weighted s / t."""
+    net, uniform, params, batch = setup(d_l1=0.0, g_l1=0.0, step_power=0.0)
+    _, linear, _, _ = setup(d_l1=0.0, g_l1=0.0, step_power=1.0)
+    t = net.steps
+    # Per-step losses: the uniform loss of a batch whose logits only count at step s equals the
+    # BCE at step s; rebuild the weighted mean from D's logits directly.
+    z_real, canvases = losses._pairs(net, params['g'], batch)
+    k_real, k_fake = jax.random.split(KEY)
+    real = losses._discriminate(net, params['d'], batch['x'], z_real, k_real)
+    fake = losses._discriminate(net, params['d'], canvases, batch['z'], k_fake)
+    w = np.arange(1, t + 1) / t
+    per_step = lambda logits, target: np.array(
+        [float(losses.bce(logits[:, s], target)) for s in range(t)])
+    want_d = (w * (per_step(real, uniform.real_label) + per_step(fake, 0.0))).sum() / w.sum()
+    assert float(d_loss(linear, net, params, batch)[1]['d_loss']) == pytest.approx(want_d,
+                                                                                 rel=1e-5)
+    want_uniform = (per_step(real, uniform.real_label) + per_step(fake, 0.0)).mean()
+    assert float(d_loss(uniform, net, params, batch)[1]['d_loss']) == pytest.approx(
+        want_uniform, rel=1e-5)
+    assert want_d != pytest.approx(want_uniform, rel=1e-4)

@@ -152,14 +152,19 @@ def test_strategy_recurrent_head_sees_later_samples_only_when_bidirectional(bidi
     assert params['params']['features']['Dense_0']['kernel'].shape == (784, 8)
 
 
-def test_decoder_canvases_are_sigmoid_of_cumulative_sum():
-    dec = models.Decoder(hidden=8)
+@pytest.mark.parametrize('mlp, layers, names', [(0, 1, ['LSTM_0', 'out']),
+                                                 (0, 2, ['LSTM_0', 'out']),
+                                                 (6, 1, ['LSTM_0', 'mlp', 'out']),
+                                                 (6, 2, ['LSTM_0', 'mlp', 'mlp2', 'out'])])
+def test_decoder_canvases_are_sigmoid_of_cumulative_sum(mlp, layers, names):
+    dec = models.Decoder(hidden=8, mlp=mlp, mlp_layers=layers)
     z = jax.random.normal(KEY, (3, 4, 5))
     params = dec.init(KEY, z)
     canvases, state = dec.apply(params, z, capture_intermediates=lambda m, _: m.name == 'out',
                                 mutable=['intermediates'])
     step_outputs = np.asarray(state['intermediates']['out']['__call__'][0])  # [3, 4, 784]
     assert canvases.shape == (3, 4, 784)
+    assert sorted(params['params']) == names
     for s in range(4):
         expected = 1 / (1 + np.exp(-step_outputs[:, :s + 1].sum(1)))
         np.testing.assert_allclose(canvases[:, s], expected, atol=1e-5)
@@ -203,3 +208,35 @@ def test_parameter_counts_are_pinned():
     g = models.GroupDiscriminator(k=2, features=256, bidirectional=True)
     assert count(g.init(KEY, jnp.zeros((2, 784)))) == 2 * 4 * 256 * (784 + 256 + 1) + 513
     assert isinstance(models.MLPGenerator(), nn.Module)
+
+
+@pytest.mark.parametrize('kernels', [0, 3])
+def test_joint_discriminator_minibatch_features_compare_across_groups(kernels):
+    """With minibatch discrimination a pair's logits depend on pairs of other groups (the whole
+    batch is compared), without it only on its own group; and its parameters are shared by
+    the steps."""
+    disc = models.JointDiscriminator(k=2, hidden=8, dropout=0.0, lstm_dropout=0.0,
+                                     minibatch=kernels)
+    x = jax.random.uniform(jax.random.key(0), (6, 784))
+    z = jax.random.normal(jax.random.key(1), (6, 3, 4))
+    params = disc.init(jax.random.key(2), x, z)['params']
+    assert ('minibatch' in params) == bool(kernels)
+    if kernels:
+        assert params['minibatch']['T']['kernel'].shape == (16, kernels * 5)  # not per step
+    out = disc.apply({'params': params}, x, z)
+    assert out.shape == (6, 3)
+    moved = disc.apply({'params': params}, x.at[5].set(1.0 - x[5]), z)  # group 2 only
+    same_groups = np.allclose(out[:4], moved[:4], atol=1e-6)
+    assert same_groups == (kernels == 0)
+
+
+def test_minibatch_features_are_salimans_l1_kernels():
+    f = jax.random.normal(jax.random.key(0), (5, 6))
+    layer = models.MinibatchFeatures(kernels=3, kernel_dim=2)
+    params = layer.init(jax.random.key(1), f)['params']
+    out = np.asarray(layer.apply({'params': params}, f))
+    m = np.asarray(f @ params['T']['kernel']).reshape(5, 3, 2)
+    want = np.array([[sum(np.exp(-np.abs(m[i, b] - m[j, b]).sum()) for j in range(5) if j != i)
+                      for b in range(3)] for i in range(5)])
+    np.testing.assert_allclose(out[:, :6], f, rtol=1e-6)
+    np.testing.assert_allclose(out[:, 6:], want, rtol=1e-5)

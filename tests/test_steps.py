@@ -27,7 +27,7 @@ def small_rdgan():
 def small_bigran():
     c = bigran_config.get_config()
     c.model.k, c.model.hidden, c.model.latent, c.model.steps = 2, 8, 4, 3
-    c.model.decoder_mlp = 16
+    c.model.d_hidden, c.model.decoder_mlp = 8, 16
     return c
 
 
@@ -190,3 +190,27 @@ def test_two_device_update_equals_single_device_update_on_the_whole_batch():
     out = subprocess.run([sys.executable, '-c', MULTI_DEVICE], cwd=REPO, env=env,
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0 and out.stdout.strip().endswith('OK'), out.stderr[-3000:]
+
+
+def test_generator_moving_average_follows_the_generator_only():
+    """With `g_ema` the state keeps `ema <- d * ema + (1 - d) * g` after every iteration, starting
+    at the initial generator; evaluation then uses it in place of the generator."""
+    config = small_bigran()
+    game, tx, plain, images, _ = setup(config, bigran)
+    state = steps.init_state(game, tx, jax.random.key(0), g_ema=0.9)
+    assert plain.ema == {} and steps.evaluation_params(plain) is plain.params
+    jax.tree.map(np.testing.assert_array_equal, state.ema, state.params['g'])
+    fn = jax.jit(lambda s, k, d: steps.train_iteration(
+        s, images, k, game=game, tx=tx, batch_size=4, d_steps=1, g_steps=1, g_ema=d),
+        static_argnums=2)
+    one, _ = fn(state, jax.random.key(3), 0.9)
+    two, _ = fn(one, jax.random.key(4), 0.9)
+    want = jax.tree.map(lambda e, g1, g2: 0.9 * (0.9 * e + 0.1 * g1) + 0.1 * g2,
+                        state.ema, one.params['g'], two.params['g'])
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7),
+                 two.ema, want)
+    # the average is not used in training: both players' parameters are those of a run without
+    same, _ = fn(plain.replace(ema={}), jax.random.key(3), 0.0)
+    jax.tree.map(np.testing.assert_array_equal, same.params, one.params)
+    evaluated = steps.evaluation_params(two)
+    assert evaluated['g'] is two.ema and evaluated['d'] is two.params['d']

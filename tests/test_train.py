@@ -85,7 +85,13 @@ def test_rdgan_end_to_end_writes_samples_and_metrics(tmp_path, mnist_dir, judge_
 def test_bigran_end_to_end_writes_figures_and_arrays(tmp_path, mnist_dir, judge_path):
     c = tiny(bigran_config.get_config('tiny'), mnist_dir, judge_path)
     c.model.hidden = 16
+    c.eval.snapshot_samples = 12
     results = train.train_and_evaluate(c, str(tmp_path))
+    snaps = [json.loads(line) for line in open(tmp_path / 'metrics.jsonl')]
+    snaps = [r for r in snaps if 'snapshot' in r]
+    assert [r['step'] for r in snaps] == [2]  # the judge at eval.snapshot_steps only
+    assert snaps[0]['snapshot']['num_samples'] == 12
+    assert sum(snaps[0]['snapshot']['class_histogram']) == pytest.approx(1.0)
     out = np.load(tmp_path / 'samples.npz')
     assert out['canvases'].shape == (20, 3, 28, 28)
     for name in ('generated', 'test_images', 'reconstructions'):
@@ -186,8 +192,9 @@ def test_bigran_variants_change_what_they_say():
     ref, keras1 = bigran_config.get_config('reference'), bigran_config.get_config('keras1')
     assert bigran_config.get_config('bigan').model.to_dict() == ref.model.to_dict()
     assert (default.model.decoder_mlp, bigan.model.decoder_mlp) == (512, 0)
+    assert (default.train.step_power, bigan.train.step_power) == (1.0, 0.0)
     default.model.decoder_mlp = 0
-    assert default.model.to_dict() == bigan.model.to_dict()  # the decoder layer aside
+    assert default.model.to_dict() == bigan.model.to_dict()  # the decoder layers aside
     # default = 'bigan' + fidelity terms; 'bigan' and 'reference' differ in the schedule only
     assert (default.train.cycle_x, default.train.kl) != (0.0, 0.0)
     assert (bigan.train.cycle_x, bigan.train.kl, ref.train.cycle_x, ref.train.kl) == (0,) * 4

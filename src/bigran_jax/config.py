@@ -56,6 +56,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.train.adam_b2 = 0.999  # Adam's second-moment decay, both players (Keras's default)
     c.train.d_l1 = 0.0  # L1 weight penalty of the discriminator
     c.train.g_l1 = 0.0  # L1 weight penalty of the generator (and encoder)
+    # Decay of an exponential moving average of the generator's parameters, which snapshots,
+    # evaluation and exports then use (Yazici et al. 2019); 0: off, the trained parameters.
+    c.train.g_ema = 0.0
     c.train.iterations_per_call = 10  # iterations per compiled call (fewer dispatches)
     c.train.log_every = 100  # iterations between log lines / metrics.jsonl rows
     # A non-finite loss or parameter: 'stop' the run, or 'rollback' to the last checkpoint (the
@@ -71,7 +74,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.eval = ml_collections.ConfigDict()
     c.eval.num_samples = 10_000  # generated samples evaluated and saved to samples.npz
     c.eval.snapshot_steps = ()  # iterations after which a sample grid is saved
-    c.eval.snapshot_samples = 0  # rdgan: samples judged at each snapshot (0: the grid only)
+    c.eval.snapshot_samples = 0  # rdgan, bigran: samples judged at each snapshot (0: the grid only)
     c.eval.classifier = ''  # path of the MNIST judge; '' = the cache (trained if missing)
 
     # Sweep members: a tuple of (config path, values) pairs; the members are their product. A
@@ -98,6 +101,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     need(config.train.num_steps >= 0, 'train.num_steps', 'must be >= 0')
     need(config.train.d_steps >= 0 and config.train.g_steps >= 0, 'train.d_steps',
          'update counts must be >= 0')
+    need(0 <= config.train.g_ema < 1, 'train.g_ema', 'must be in [0, 1) (0: no moving average)')
     need(config.train.iterations_per_call >= 1, 'train.iterations_per_call', 'must be >= 1')
     need(config.train.log_every >= 1, 'train.log_every', 'must be >= 1')
     need(config.eval.snapshot_samples >= 0, 'eval.snapshot_samples', 'must be >= 0')
@@ -162,7 +166,7 @@ def _check_rdgan_discriminator(config, need) -> None:
 
 
 # BiGRAN's fidelity and regulariser terms (bigran_jax.losses): weights, and where the cycle reads.
-BIGRAN_TERMS = ('train.cycle_x', 'train.cycle_z', 'train.kl', 'train.r1')
+BIGRAN_TERMS = ('train.cycle_x', 'train.cycle_z', 'train.kl', 'train.r1', 'train.step_power')
 CYCLE_STEPS = ('last', 'all')
 
 
@@ -178,6 +182,12 @@ def _check_bigran(config, need) -> None:
     _check_weights(config, need, BIGRAN_TERMS)
     need(config_get(config, 'train.cycle_steps') in CYCLE_STEPS, 'train.cycle_steps',
          f'must be one of {CYCLE_STEPS}')
+    for key, low, what in (('model.d_minibatch', 0, ' (0: no minibatch discrimination)'),
+                           ('model.decoder_mlp', 0, ' (0: the paper\'s decoder)'),
+                           ('model.decoder_layers', 1, ''), ('model.d_hidden', 1, '')):
+        value = config_get(config, key)
+        need(isinstance(value, int) and not isinstance(value, bool) and value >= low, key,
+             f'must be an int >= {low}{what}')
 
 
 # What members of one population may differ in: the seed, and the optimiser's numbers, which live

@@ -16,8 +16,11 @@ def clips_bce(numerics: str) -> bool:
     return numerics == 'keras1'
 
 
-def bce(logits, target, *, clip: bool = False) -> jax.Array:
+def bce(logits, target, *, clip: bool = False, weights=None) -> jax.Array:
     """Mean binary cross-entropy of `sigmoid(logits)` against `target` (a scalar or an array).
+
+    `weights`: optional weights broadcast against the logits (e.g. one per step, `[t]`, for
+    logits `[B, t]`); the mean is then `mean(weights * terms) / mean(weights)`.
 
     `clip=False`: computed from logits (log-sum-exp form), finite wherever a sigmoid saturates.
     `clip=True`: Keras 1's `binary_crossentropy`, on probabilities clipped to
@@ -26,9 +29,14 @@ def bce(logits, target, *, clip: bool = False) -> jax.Array:
     """
     target = jnp.broadcast_to(target, logits.shape)
     if not clip:
-        return optax.sigmoid_binary_cross_entropy(logits, target).mean()
-    p = jnp.clip(jax.nn.sigmoid(logits), KERAS_EPSILON, 1.0 - KERAS_EPSILON)
-    return -(target * jnp.log(p) + (1.0 - target) * jnp.log1p(-p)).mean()
+        terms = optax.sigmoid_binary_cross_entropy(logits, target)
+    else:
+        p = jnp.clip(jax.nn.sigmoid(logits), KERAS_EPSILON, 1.0 - KERAS_EPSILON)
+        terms = -(target * jnp.log(p) + (1.0 - target) * jnp.log1p(-p))
+    if weights is None:
+        return terms.mean()
+    weights = jnp.broadcast_to(weights, terms.shape)
+    return (weights * terms).mean() / weights.mean()
 
 
 def l1_penalty(params) -> jax.Array:
@@ -75,6 +83,15 @@ def gan_losses(discriminate, generate, train, *, clip: bool = False):
 # draws `z`, both `[B, t, m]`. Params are the train state's `{'encoder': ..., 'decoder': ...}`
 # (`g_params`) and the discriminator's (`d_params`).
 
+def step_weights(power: float, steps: int):
+    """Weights of the adversarial terms of each of the `steps` canvases: `(s / t) ** power` for
+    step s = 1..t, so the late, sharper canvases count more; None for `power` 0 (the paper:
+    every step counts the same)."""
+    if power < 0:
+        raise ValueError(f'step weight power {power!r}: must be >= 0')
+    return None if power == 0 else (jnp.arange(1, steps + 1, dtype=jnp.float32) / steps) ** power
+
+
 def _discriminate(net, d_params, x, z, key):
     return net.discriminator.apply({'params': d_params}, x, z, deterministic=False,
                                    rngs={'dropout': key})
@@ -89,7 +106,8 @@ def _pairs(net, g_params, batch):
 def bigran_d_loss(net, train, d_params, g_params, batch, key, *, clip: bool = False):
     """BiGRAN's discriminator loss, `(loss, metrics)`.
 
-    loss = BCE(D(x, E(x)), real_label) + BCE(D(G(z), z), 0)       (every step, every sample)
+    loss = BCE(D(x, E(x)), real_label) + BCE(D(G(z), z), 0)       (every step, every sample;
+                                                                   steps weighted by step_weights)
          + d_l1 * sum |W_D|
          + r1 / 2 * E_x ||grad_(x, E(x)) sum_s D_s(x, E(x))||^2     (Mescheder et al. 2018's R1)
 
@@ -107,7 +125,9 @@ def bigran_d_loss(net, train, d_params, g_params, batch, key, *, clip: bool = Fa
     else:
         real, r1 = score(batch['x'], z_real), jnp.zeros(())
     fake = _discriminate(net, d_params, canvases, batch['z'], k_fake)
-    loss = bce(real, train.real_label, clip=clip) + bce(fake, 0.0, clip=clip)
+    w = step_weights(train.step_power, net.steps)
+    loss = (bce(real, train.real_label, clip=clip, weights=w)
+            + bce(fake, 0.0, clip=clip, weights=w))
     total = loss + train.d_l1 * l1_penalty(d_params) + 0.5 * train.r1 * r1
     return total, {'d_loss': loss, 'd_real': jax.nn.sigmoid(real).mean(),
                    'd_fake': jax.nn.sigmoid(fake).mean(), 'r1': r1}
@@ -133,7 +153,8 @@ def bigran_g_loss(net, train, g_params, d_params, batch, key, *, clip: bool = Fa
     canvases = net.decoder.apply({'params': g_params['decoder']}, batch['z'])
     real = _discriminate(net, d_params, batch['x'], z_real, k_real)
     fake = _discriminate(net, d_params, canvases, batch['z'], k_fake)
-    loss = bce(real, 0.0, clip=clip) + bce(fake, 1.0, clip=clip)
+    w = step_weights(train.step_power, net.steps)
+    loss = bce(real, 0.0, clip=clip, weights=w) + bce(fake, 1.0, clip=clip, weights=w)
     metrics = {'g_loss': loss}
     total = loss + train.g_l1 * l1_penalty(g_params)
     if train.cycle_x > 0:

@@ -128,22 +128,25 @@ class Decoder(nn.Module):
       hidden: LSTM units.
       unroll: scan unroll.
       numerics: 'flax' or 'keras1' initialisers and gates (see `bigran_jax.recurrent`).
-      mlp: units of a ReLU layer between the LSTM and each step's linear map to 784 (0: none,
-        the paper's decoder). Without it the final canvas is `sigmoid(W sum_s h_s + b)`, a
-        linear map of a 128-vector; with it each step adds a nonlinear stroke.
+      mlp: units of the ReLU layers between the LSTM and each step's linear map to 784 (0:
+        none, the paper's decoder). Without them the final canvas is `sigmoid(W sum_s h_s + b)`,
+        a linear map of a 128-vector; with them each step adds a nonlinear stroke.
+      mlp_layers: how many such layers (with `mlp` > 0).
     """
 
     hidden: int = 128
     unroll: int = 1
     numerics: str = 'flax'
     mlp: int = 0
+    mlp_layers: int = 1
 
     @nn.compact
     def __call__(self, z):
         """`z`: `[B, t, latent]` -> canvases `[B, t, 784]` in [0, 1], the image after each step."""
         h = LSTM(self.hidden, unroll=self.unroll, numerics=self.numerics)(z)
-        if self.mlp:
-            h = nn.relu(nn.Dense(self.mlp, kernel_init=dense_init(self.numerics), name='mlp')(h))
+        for i in range(self.mlp_layers if self.mlp else 0):
+            name = 'mlp' if i == 0 else f'mlp{i + 1}'  # 'mlp', 'mlp2', ...
+            h = nn.relu(nn.Dense(self.mlp, kernel_init=dense_init(self.numerics), name=name)(h))
         out = nn.Dense(IMAGE_SIZE, kernel_init=dense_init(self.numerics), name='out')
         return nn.sigmoid(jnp.cumsum(out(h), axis=1))
 
@@ -163,6 +166,9 @@ class JointDiscriminator(nn.Module):
       lstm_dropout: rate on the LSTMs' inputs and recurrent state (the paper's code used 0.5).
       unroll: scan unroll.
       numerics: 'flax' or 'keras1' initialisers, gates and dropout masks (`bigran_jax.recurrent`).
+      minibatch: kernels of minibatch discrimination (`MinibatchFeatures`, 5 numbers each) on
+        each step's joint features, across the whole batch, before the sample LSTM (0: none,
+        the paper's discriminator).
     """
 
     k: int = 4
@@ -171,6 +177,7 @@ class JointDiscriminator(nn.Module):
     lstm_dropout: float = 0.5
     unroll: int = 1
     numerics: str = 'flax'
+    minibatch: int = 0
 
     @nn.compact
     def __call__(self, x, z, *, deterministic: bool = True):
@@ -197,6 +204,10 @@ class JointDiscriminator(nn.Module):
         hx = jnp.tanh(nn.Dense(self.hidden, kernel_init=init, name='x_hidden2')(hx))
         hx = nn.Dropout(self.dropout)(hx, deterministic=deterministic)
         h = jnp.concatenate([hz, hx], axis=-1)
+        if self.minibatch:  # each step's pairs compared with the batch's other pairs, that step
+            mb = nn.vmap(MinibatchFeatures, in_axes=1, out_axes=1, variable_axes={'params': None},
+                         split_rngs={'params': False})
+            h = mb(self.minibatch, name='minibatch')(h)
         # [G*k, t, 2H] -> [G*t, k, 2H]: the sample LSTM runs across a group, once per step.
         h = h.reshape(groups, self.k, steps, -1).transpose(0, 2, 1, 3)
         h = h.reshape(groups * steps, self.k, -1)
@@ -258,11 +269,13 @@ class MinibatchFeatures(nn.Module):
         n = f.shape[0]
         m = nn.Dense(self.kernels * self.kernel_dim, use_bias=False,
                      kernel_init=normal_init(self.init_std), name='T')(f)
-        m = m.reshape(n, self.kernels, self.kernel_dim)
-        l1 = jnp.abs(m[:, None] - m[None, :]).sum(-1)  # [n, n, B]
-        others = (1.0 - jnp.eye(n, dtype=f.dtype))[:, :, None]
-        o = (jnp.exp(-l1) * others).sum(1) + self.param('bias', nn.initializers.zeros,
-                                                        (self.kernels,))
+        m = m.reshape(n, self.kernels, self.kernel_dim).transpose(1, 0, 2)  # [B, n, C]
+        # |M_i,b - M_j,b|_1 as a sum of C [B, n, n] terms: the same numbers as one [n, n, B, C]
+        # difference, about 10x faster on a CPU (forward and backward).
+        l1 = sum(jnp.abs(m[:, :, None, c] - m[:, None, :, c]) for c in range(self.kernel_dim))
+        others = 1.0 - jnp.eye(n, dtype=f.dtype)
+        o = (jnp.exp(-l1) * others).sum(-1).T + self.param('bias', nn.initializers.zeros,
+                                                           (self.kernels,))
         return jnp.concatenate([f, o], axis=-1)
 
 

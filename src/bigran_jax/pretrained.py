@@ -30,7 +30,7 @@ from bigran_jax.experiments import bigran
 
 PACKAGE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'pretrained_weights')
 MODEL_FIELDS = ('latent', 'steps', 'hidden', 'k', 'dropout', 'lstm_dropout', 'unroll', 'numerics',
-                'decoder_mlp')
+                'decoder_mlp', 'decoder_layers', 'd_minibatch', 'd_hidden')
 # The probe behind the recorded reference values: the first PROBE_IMAGES test images of the
 # embedded subset, and PROBE_SAMPLES prior samples from PROBE_KEY.
 PROBE_IMAGES, PROBE_SAMPLES, PROBE_KEY = 16, 16, 0
@@ -38,7 +38,9 @@ PROBE_IMAGES, PROBE_SAMPLES, PROBE_KEY = 16, 16, 0
 
 def _config(model: dict) -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
-    c.model = ml_collections.ConfigDict(model)
+    # Weights exported before the discriminator had its own keys had the paper's discriminator.
+    c.model = ml_collections.ConfigDict({'d_minibatch': 0, 'd_hidden': model['hidden'],
+                                         'decoder_layers': 1, **model})
     return c
 
 
@@ -82,6 +84,7 @@ def export(workdir: str, directory: str = PACKAGE_DIR, command: str = '') -> str
     """Writes the encoder and decoder of the run in `workdir` (its latest checkpoint) as float16,
     with its model fields, `results.json` metrics and probe values, into `directory`."""
     from bigran_jax import report, train
+    from bigran_jax.steps import evaluation_params
 
     with open(os.path.join(workdir, 'config.json')) as f:
         config = ml_collections.ConfigDict(json.load(f))
@@ -89,7 +92,7 @@ def export(workdir: str, directory: str = PACKAGE_DIR, command: str = '') -> str
     state, step = run.restore_latest(workdir)
     if state is None:
         raise FileNotFoundError(f'no checkpoint in {workdir}/checkpoints')
-    g16 = jax.tree.map(lambda w: np.asarray(w, np.float16), state.params['g'])
+    g16 = jax.tree.map(lambda w: np.asarray(w, np.float16), evaluation_params(state)['g'])
     model = {k: config.model[k] for k in MODEL_FIELDS}
     net = bigran.model(_config(model))
     params = {'g': jax.tree.map(lambda w: jnp.asarray(w, jnp.float32), g16)}

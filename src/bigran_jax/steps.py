@@ -55,11 +55,19 @@ class Game:
 
 class TrainState(flax.struct.PyTreeNode):
     """Everything that changes during training: the iteration count, both players' parameters and
-    optimiser states."""
+    optimiser states, and (when `train.g_ema` > 0) an exponential moving average of the
+    generator's parameters (`{}` when off)."""
 
     step: jax.Array
     params: dict
     opt_state: dict
+    ema: dict = flax.struct.field(default_factory=dict)
+
+
+def evaluation_params(state: TrainState) -> dict:
+    """The parameters to sample and evaluate with: the generator's moving average when the state
+    keeps one (Yazici et al. 2019), else the trained parameters."""
+    return {**state.params, 'g': state.ema} if state.ema else state.params
 
 
 @optax.inject_hyperparams
@@ -72,10 +80,12 @@ def keras_decay_adam(learning_rate: float, decay: float, b1: float = 0.9,
     return optax.adam(lambda count: learning_rate / (1.0 + decay * count), b1=b1, b2=b2)
 
 
-def init_state(game: Game, tx: dict, key: jax.Array) -> TrainState:
+def init_state(game: Game, tx: dict, key: jax.Array, *, g_ema: float = 0.0) -> TrainState:
+    """The initial state; with `g_ema` > 0 its moving average starts at the initial generator."""
     params = game.init(key)
     opt_state = {p: tx[p].init(params[p]) for p in PLAYERS}
-    return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=opt_state)
+    return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=opt_state,
+                      ema=params['g'] if g_ema > 0 else {})
 
 
 def _mean(tree, axis_name):
@@ -112,9 +122,10 @@ def player_update(state: TrainState, batch: dict, key, *, player: str, game: Gam
 
 
 def train_iteration(state: TrainState, data, key, *, game: Game, tx: dict, batch_size: int,
-                    d_steps: int, g_steps: int,
+                    d_steps: int, g_steps: int, g_ema: float = 0.0,
                     axis_name: str | None = None) -> tuple[TrainState, dict]:
-    """`d_steps` discriminator updates then `g_steps` generator updates, each on a fresh batch.
+    """`d_steps` discriminator updates then `g_steps` generator updates, each on a fresh batch;
+    then, with `g_ema` > 0, `ema <- g_ema * ema + (1 - g_ema) * g_params`.
 
     Args:
       state: the train state (replicated across devices).
@@ -141,6 +152,9 @@ def train_iteration(state: TrainState, data, key, *, game: Game, tx: dict, batch
 
         state, m = lax.scan(body, state, jax.random.split(k, n))
         metrics.update(jax.tree.map(lambda x: x[-1], m))
+    if g_ema > 0:
+        state = state.replace(ema=optax.incremental_update(state.params['g'], state.ema,
+                                                           1.0 - g_ema))
     return state.replace(step=state.step + 1), metrics
 
 

@@ -101,7 +101,7 @@ class Run:
         self._steps = {}
 
     def _init(self, key) -> steps.TrainState:
-        return steps.init_state(self.game, self.tx, key)
+        return steps.init_state(self.game, self.tx, key, g_ema=self.config.train.g_ema)
 
     def init_state(self) -> steps.TrainState:
         """The members' initial states, stacked `[P, ...]` and replicated over the mesh."""
@@ -144,7 +144,7 @@ class Run:
             fn = parallel.data_parallel(steps.population_iterations, self.mesh, num=num,
                                         game=self.game, tx=self.tx,
                                         batch_size=self.per_device_batch, d_steps=t.d_steps,
-                                        g_steps=t.g_steps)
+                                        g_steps=t.g_steps, g_ema=t.g_ema)
             self._steps[num] = jax.jit(fn, donate_argnums=0)
         return self._steps[num]
 
@@ -320,7 +320,7 @@ def train_population(configs: list[ml_collections.ConfigDict], workdirs: list[st
         step = int(jax.device_get(state.step)[0])
         results = [{} for _ in configs]
         if members.primary:
-            params = jax.device_get(state.params)
+            params = jax.device_get(steps.evaluation_params(state))
             results = [evaluate(run, jax.tree.map(lambda x, i=i: x[i], params), workdir, step,
                                 tb, member=i, train_seconds=seconds)
                        for i, (workdir, tb) in enumerate(zip(workdirs, members.tbs, strict=True))]
@@ -422,7 +422,7 @@ def _train(run: Run, members: _Members, state: steps.TrainState) -> tuple[steps.
                                        for k, v in sorted(metrics.items()) if k.endswith('loss')))
                 members.log(step, metrics, rate)
             if step in config.eval.snapshot_steps and members.primary:
-                params = jax.device_get(state.params)
+                params = jax.device_get(steps.evaluation_params(state))
                 for i, (c, workdir, tb) in enumerate(zip(run.configs, members.workdirs,
                                                          members.tbs, strict=True)):
                     out = run.experiment.snapshot(jax.tree.map(lambda x, i=i: x[i], params), c,
@@ -474,4 +474,4 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> dict
     if state is None:
         raise checkpoints.CheckpointError(f'no checkpoint to evaluate in {workdir}/checkpoints')
     logging.info('evaluating the checkpoint of iteration %d', step)
-    return evaluate(run, state.params, workdir, step)
+    return evaluate(run, steps.evaluation_params(state), workdir, step)

@@ -91,10 +91,10 @@ def model(config) -> BiGRAN:
         encoder=Encoder(latent=m.latent, steps=m.steps, hidden=m.hidden, unroll=m.unroll,
                         numerics=m.numerics),
         decoder=Decoder(hidden=m.hidden, unroll=m.unroll, numerics=m.numerics,
-                        mlp=m.decoder_mlp),
-        discriminator=JointDiscriminator(k=m.k, hidden=m.hidden, dropout=m.dropout,
+                        mlp=m.decoder_mlp, mlp_layers=m.decoder_layers),
+        discriminator=JointDiscriminator(k=m.k, hidden=m.d_hidden, dropout=m.dropout,
                                          lstm_dropout=m.lstm_dropout, unroll=m.unroll,
-                                         numerics=m.numerics))
+                                         numerics=m.numerics, minibatch=m.d_minibatch))
 
 
 def make_game(config) -> Game:
@@ -128,11 +128,20 @@ def _batched(fn, *arrays, batch: int = 1000):
     return np.concatenate(out)
 
 
-def snapshot(params, config, key, workdir, step, tb, mnist) -> None:
-    del mnist
+def snapshot(params, config, key, workdir, step, tb, mnist) -> dict | None:
+    """A 10 x 10 grid of prior samples `samples_<step>.png`, and the judge's modes, KL to
+    uniform, confidence and Frechet distance of `eval.snapshot_samples` final canvases (none
+    when 0): how the samples improve with training."""
     net = model(config)
-    final = np.asarray(net.sample(params, key, 100))[:, -1]
-    common.save_snapshot(final.reshape(-1, 28, 28), workdir, step, tb)
+    n = config.eval.snapshot_samples
+    sample = jax.jit(lambda k: net.sample(params, k, 1000)[:, -1])
+    final = np.concatenate([np.asarray(sample(jax.random.fold_in(key, i)))
+                            for i in range(-(-max(n, 100) // 1000))]).reshape(-1, 28, 28)
+    common.save_snapshot(final, workdir, step, tb)
+    if not n:
+        return None
+    out = common.sample_metrics(common.judge(config, mnist), mnist, final[:n])
+    return {**out, 'num_samples': n}
 
 
 def evaluate(params, config, mnist, key, workdir) -> tuple[dict, list, str]:
