@@ -193,24 +193,26 @@ def test_two_device_update_equals_single_device_update_on_the_whole_batch():
 
 
 def test_generator_moving_average_follows_the_generator_only():
-    """With `g_ema` the state keeps `ema <- d * ema + (1 - d) * g` after every iteration, starting
-    at the initial generator; evaluation then uses it in place of the generator."""
+    """With `g_ema` the state keeps `g_ema <- d * g_ema + (1 - d) * g` after every iteration,
+    starting at the initial generator; evaluation then uses it in place of the generator."""
     config = small_bigran()
     game, tx, plain, images, _ = setup(config, bigran)
     state = steps.init_state(game, tx, jax.random.key(0), g_ema=0.9)
-    assert plain.ema == {} and steps.evaluation_params(plain) is plain.params
-    jax.tree.map(np.testing.assert_array_equal, state.ema, state.params['g'])
+    assert 'g_ema' not in plain.params and steps.evaluation_params(plain) is plain.params
+    jax.tree.map(np.testing.assert_array_equal, state.params['g_ema'], state.params['g'])
     fn = jax.jit(lambda s, k, d: steps.train_iteration(
         s, images, k, game=game, tx=tx, batch_size=4, d_steps=1, g_steps=1, g_ema=d),
         static_argnums=2)
     one, _ = fn(state, jax.random.key(3), 0.9)
     two, _ = fn(one, jax.random.key(4), 0.9)
     want = jax.tree.map(lambda e, g1, g2: 0.9 * (0.9 * e + 0.1 * g1) + 0.1 * g2,
-                        state.ema, one.params['g'], two.params['g'])
+                        state.params['g_ema'], one.params['g'], two.params['g'])
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7),
-                 two.ema, want)
+                 two.params['g_ema'], want)
     # the average is not used in training: both players' parameters are those of a run without
-    same, _ = fn(plain.replace(ema={}), jax.random.key(3), 0.0)
-    jax.tree.map(np.testing.assert_array_equal, same.params, one.params)
+    same, _ = fn(plain, jax.random.key(3), 0.0)
+    jax.tree.map(np.testing.assert_array_equal, same.params,
+                 {p: one.params[p] for p in ('d', 'g')})
     evaluated = steps.evaluation_params(two)
-    assert evaluated['g'] is two.ema and evaluated['d'] is two.params['d']
+    assert set(evaluated) == {'d', 'g'}
+    assert evaluated['g'] is two.params['g_ema'] and evaluated['d'] is two.params['d']

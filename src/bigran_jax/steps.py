@@ -54,20 +54,22 @@ class Game:
 
 
 class TrainState(flax.struct.PyTreeNode):
-    """Everything that changes during training: the iteration count, both players' parameters and
-    optimiser states, and (when `train.g_ema` > 0) an exponential moving average of the
-    generator's parameters (`{}` when off)."""
+    """Everything that changes during training: the iteration count, both players' parameters
+    (`params['d']`, `params['g']`) and optimiser states. With `train.g_ema` > 0, `params['g_ema']`
+    also holds an exponential moving average of the generator's parameters (no such key when off,
+    so the state, and its checkpoints, are those of a run without it)."""
 
     step: jax.Array
     params: dict
     opt_state: dict
-    ema: dict = flax.struct.field(default_factory=dict)
 
 
 def evaluation_params(state: TrainState) -> dict:
-    """The parameters to sample and evaluate with: the generator's moving average when the state
-    keeps one (Yazici et al. 2019), else the trained parameters."""
-    return {**state.params, 'g': state.ema} if state.ema else state.params
+    """`{'d': ..., 'g': ...}` to sample and evaluate with: the generator's moving average when the
+    state keeps one (Yazici et al. 2019), else the trained parameters."""
+    if 'g_ema' not in state.params:
+        return state.params
+    return {'d': state.params['d'], 'g': state.params['g_ema']}
 
 
 @optax.inject_hyperparams
@@ -84,8 +86,9 @@ def init_state(game: Game, tx: dict, key: jax.Array, *, g_ema: float = 0.0) -> T
     """The initial state; with `g_ema` > 0 its moving average starts at the initial generator."""
     params = game.init(key)
     opt_state = {p: tx[p].init(params[p]) for p in PLAYERS}
-    return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=opt_state,
-                      ema=params['g'] if g_ema > 0 else {})
+    if g_ema > 0:
+        params = {**params, 'g_ema': params['g']}
+    return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=opt_state)
 
 
 def _mean(tree, axis_name):
@@ -125,7 +128,8 @@ def train_iteration(state: TrainState, data, key, *, game: Game, tx: dict, batch
                     d_steps: int, g_steps: int, g_ema: float = 0.0,
                     axis_name: str | None = None) -> tuple[TrainState, dict]:
     """`d_steps` discriminator updates then `g_steps` generator updates, each on a fresh batch;
-    then, with `g_ema` > 0, `ema <- g_ema * ema + (1 - g_ema) * g_params`.
+    then, with `g_ema` > 0, the generator's moving average
+    `params['g_ema'] <- g_ema * params['g_ema'] + (1 - g_ema) * params['g']`.
 
     Args:
       state: the train state (replicated across devices).
@@ -153,8 +157,8 @@ def train_iteration(state: TrainState, data, key, *, game: Game, tx: dict, batch
         state, m = lax.scan(body, state, jax.random.split(k, n))
         metrics.update(jax.tree.map(lambda x: x[-1], m))
     if g_ema > 0:
-        state = state.replace(ema=optax.incremental_update(state.params['g'], state.ema,
-                                                           1.0 - g_ema))
+        ema = optax.incremental_update(state.params['g'], state.params['g_ema'], 1.0 - g_ema)
+        state = state.replace(params={**state.params, 'g_ema': ema})
     return state.replace(step=state.step + 1), metrics
 
 
