@@ -180,8 +180,7 @@ def test_linear_step_weights_count_late_steps_more():
     net, uniform, params, batch = setup(d_l1=0.0, g_l1=0.0, step_power=0.0)
     _, linear, _, _ = setup(d_l1=0.0, g_l1=0.0, step_power=1.0)
     t = net.steps
-    # Per-step losses: the uniform loss of a batch whose logits only count at step s equals the
-    # BCE at step s; rebuild the weighted mean from D's logits directly.
+    # Rebuild both means from D's logits (same keys as the loss) and the BCE of each step alone.
     z_real, canvases = losses._pairs(net, params['g'], batch)
     k_real, k_fake = jax.random.split(KEY)
     real = losses._discriminate(net, params['d'], batch['x'], z_real, k_real)

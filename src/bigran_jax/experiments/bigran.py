@@ -128,15 +128,21 @@ def _batched(fn, *arrays, batch: int = 1000):
     return np.concatenate(out)
 
 
+def _prior_samples(net: BiGRAN, params, key, n: int) -> np.ndarray:
+    """At least `n` (and 100) prior samples `[>= n, t, 784]`, drawn 1,000 at a time from keys
+    `fold_in(key, i)`."""
+    sample = jax.jit(lambda k: net.sample(params, k, 1000))
+    return np.concatenate([np.asarray(sample(jax.random.fold_in(key, i)))
+                           for i in range(-(-max(n, 100) // 1000))])
+
+
 def snapshot(params, config, key, workdir, step, tb, mnist) -> dict | None:
     """A 10 x 10 grid of prior samples `samples_<step>.png`, and the judge's modes, KL to
     uniform, confidence and Frechet distance of `eval.snapshot_samples` final canvases (none
     when 0): how the samples improve with training."""
     net = model(config)
     n = config.eval.snapshot_samples
-    sample = jax.jit(lambda k: net.sample(params, k, 1000)[:, -1])
-    final = np.concatenate([np.asarray(sample(jax.random.fold_in(key, i)))
-                            for i in range(-(-max(n, 100) // 1000))]).reshape(-1, 28, 28)
+    final = _prior_samples(net, params, key, n)[:, -1].reshape(-1, 28, 28)
     common.save_snapshot(final, workdir, step, tb)
     if not n:
         return None
@@ -153,9 +159,7 @@ def evaluate(params, config, mnist, key, workdir) -> tuple[dict, list, str]:
     ids = np.arange(n) % mnist.test_images.shape[0]  # repeats the test split if n exceeds it
     test_x = mnist.test_images[ids].reshape(n, IMAGE_SIZE).astype(np.float32) / 255.0
     test_y = mnist.test_labels[ids]
-    sample = jax.jit(lambda k: net.sample(params, k, 1000))
-    sampled = np.concatenate([np.asarray(sample(jax.random.fold_in(k_sample, i)))
-                              for i in range(-(-max(n, 100) // 1000))])  # [>= n, t, 784]
+    sampled = _prior_samples(net, params, k_sample, n)  # [>= n, t, 784]
     generated = sampled[:, -1]
     rec_keys = np.asarray(jax.random.key_data(jax.random.split(k_rec, n)))
     reconstruct = jax.jit(jax.vmap(
