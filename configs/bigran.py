@@ -48,6 +48,9 @@ def get_config(variant: str = 'default'):
     # Minibatch discrimination (Salimans et al. 2016) in the discriminator: this many kernels
     # compare each step's joint features across the batch (0: none, the paper's discriminator).
     c.model.d_minibatch = 0
+    # A leaky-ReLU layer of this many units over each step's (latent, image) features in the
+    # discriminator, before its sample LSTM (0: none, the paper's discriminator).
+    c.model.d_joint = 0
     # Unroll the short recurrences (t = 4 steps, k = 4 samples) fully: the same function, about
     # 10% more iterations/s on a 2-core CPU for about 10 s of compile (benchmarks/throughput.py).
     c.model.unroll = 4
@@ -96,6 +99,7 @@ def get_config(variant: str = 'default'):
         c.model.d_hidden = 8
         c.model.decoder_mlp = 16
         c.model.d_minibatch = 3
+        c.model.d_joint = 8
         c.train.batch_size, c.train.num_steps, c.train.iterations_per_call = 8, 4, 2
         c.train.log_every, c.checkpoint.every = 2, 2
         c.eval.num_samples, c.eval.snapshot_steps = 100, ()

@@ -1,9 +1,23 @@
 """Fixtures shared by the test modules: a tiny MNIST folder and a judge trained on it."""
 
+import getpass
 import os
+import tempfile
 
 # Test workers (pytest -n) share the machine: on an accelerator none may take most of its memory.
 os.environ.setdefault('XLA_PYTHON_CLIENT_PREALLOCATE', 'false')
+# One XLA compilation cache for the workers and the processes tests start: many tests compile the
+# same tiny programs (a run, then its resume; two runs compared), and compiling is most of their
+# time. Entries are keyed by the program, the JAX version and the device, never stale.
+CACHE = os.path.join(tempfile.gettempdir(), f'bigran-jax-tests-xla-{getpass.getuser()}')
+os.environ.setdefault('JAX_COMPILATION_CACHE_DIR', CACHE)
+os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0')
+os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES', '-1')
+# Tests compile far more than they run: XLA's least optimised code generation compiles the tiny
+# programs in about half the time (subprocesses that add device flags keep this one).
+if '--xla_backend_optimization_level' not in os.environ.get('XLA_FLAGS', ''):
+    os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '')
+                               + ' --xla_backend_optimization_level=0').strip()
 
 import jax  # noqa: E402
 import numpy as np  # noqa: E402

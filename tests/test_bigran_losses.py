@@ -28,9 +28,9 @@ def _network():
     c.model.k, c.model.hidden, c.model.latent, c.model.steps, c.model.unroll = 2, 8, 4, 3, 1
     c.model.d_hidden = 8
     net = bigran.model(c)
-    params = net.init(jax.random.key(1))
+    params = jax.jit(net.init)(jax.random.key(1))
     images = jax.random.randint(jax.random.key(2), (32, 784), 0, 256).astype(jnp.uint8)
-    batch = bigran.make_game(c).sample(images, jax.random.key(3), 4)
+    batch = jax.jit(bigran.make_game(c).sample, static_argnums=2)(images, jax.random.key(3), 4)
     return c.train, net, params, batch
 
 
@@ -106,10 +106,19 @@ def test_r1_is_the_squared_gradient_norm_on_real_pairs():
     np.testing.assert_allclose(total, m['d_loss'] + 2.0 * want, rtol=1e-4)
 
 
-def _grads(loss, train, net, params, batch, player):
-    other = 'd' if player == 'g' else 'g'
-    fn = lambda own, b: loss(train, net, {player: own, other: params[other]}, b)[0]
-    return jax.jit(jax.grad(fn))(params[player], batch)
+def _grads(**train):
+    """Each player's gradient of its own loss under `train` (one compile for both):
+    {'d': D's gradient of D's loss, 'g': the encoder+decoder's of theirs}."""
+    net, section, params, batch = setup(**train)
+
+    def both(params, batch):
+        d = jax.grad(lambda own: losses.bigran_d_loss(net, section, own, params['g'], batch,
+                                                      KEY)[0])(params['d'])
+        g = jax.grad(lambda own: losses.bigran_g_loss(net, section, own, params['d'], batch,
+                                                      KEY)[0])(params['g'])
+        return {'d': d, 'g': g}
+
+    return jax.jit(both)(params, batch)
 
 
 def _differs(a, b):
@@ -118,19 +127,15 @@ def _differs(a, b):
 
 
 def test_gradients_of_each_term_reach_the_right_player_only():
-    net, base, params, batch = setup()
-    _, cycles, _, _ = setup(cycle_x=1.0, cycle_z=1.0, kl=1.0)
-    _, r1, _, _ = setup(r1=1.0)
+    base, cycles, r1 = _grads(), _grads(cycle_x=1.0, cycle_z=1.0, kl=1.0), _grads(r1=1.0)
     # The cycles and the KL are the encoder+decoder's: they change its gradient (both networks),
     # not D's loss or gradient.
-    g0 = _grads(g_loss, base, net, params, batch, 'g')
-    g1 = _grads(g_loss, cycles, net, params, batch, 'g')
-    assert _differs(g0['encoder'], g1['encoder']) and _differs(g0['decoder'], g1['decoder'])
-    d0 = _grads(d_loss, base, net, params, batch, 'd')
-    assert not _differs(d0, _grads(d_loss, cycles, net, params, batch, 'd'))
+    assert _differs(base['g']['encoder'], cycles['g']['encoder'])
+    assert _differs(base['g']['decoder'], cycles['g']['decoder'])
+    assert not _differs(base['d'], cycles['d'])
     # R1 is the discriminator's: it changes D's gradient, not the encoder+decoder's.
-    assert _differs(d0, _grads(d_loss, r1, net, params, batch, 'd'))
-    assert not _differs(g0, _grads(g_loss, r1, net, params, batch, 'g'))
+    assert _differs(base['d'], r1['d'])
+    assert not _differs(base['g'], r1['g'])
 
 
 def test_bad_term_settings_are_one_line_config_errors():
@@ -154,6 +159,10 @@ def test_bad_term_settings_are_one_line_config_errors():
     c = bigran_config.get_config()
     c.model.d_minibatch = -1
     with pytest.raises(config_lib.ConfigError, match='model.d_minibatch'):
+        config_lib.validate(c)
+    c = bigran_config.get_config()
+    c.model.d_joint = -1
+    with pytest.raises(config_lib.ConfigError, match='model.d_joint'):
         config_lib.validate(c)
 
 

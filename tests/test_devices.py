@@ -24,8 +24,10 @@ import toy as toy_config  # noqa: E402
 
 
 def cpu_env(devices: int = 1) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith('JAX_')}
-    env['XLA_FLAGS'] = f'--xla_force_host_platform_device_count={devices}'
+    env = {k: v for k, v in os.environ.items()  # the tests' compilation cache stays
+           if not k.startswith('JAX_') or k.startswith(('JAX_COMPILATION', 'JAX_PERSISTENT'))}
+    env['XLA_FLAGS'] = (f"{os.environ.get('XLA_FLAGS', '')} "
+                        f'--xla_force_host_platform_device_count={devices}')
     env['JAX_PLATFORMS'] = 'cpu'
     return env
 

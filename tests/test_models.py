@@ -182,11 +182,17 @@ def test_encoder_reparameterisation_has_mean_mu_and_variance_sigma2():
     np.testing.assert_allclose(z, mu + np.exp(0.5 * logvar) * eps, atol=1e-5)
 
 
-def test_joint_discriminator_step_logits_ignore_later_steps():
-    disc = models.JointDiscriminator(k=2, hidden=8)
+@pytest.mark.parametrize('joint', [0, 6])
+def test_joint_discriminator_step_logits_ignore_later_steps(joint):
+    disc = models.JointDiscriminator(k=2, hidden=8, joint=joint)
     x = jax.random.uniform(KEY, (4, 3, 784))
     z = jax.random.normal(KEY, (4, 3, 5))
     params = disc.init(KEY, x, z)
+    # the joint layer, when there is one, reads both halves (2 x 8) and feeds the sample LSTM
+    assert ('joint' in params['params']) == bool(joint)
+    assert params['params']['k_lstm']['ih']['kernel'].shape[0] == (joint or 16)
+    if joint:
+        assert params['params']['joint']['kernel'].shape == (16, joint)
     base = disc.apply(params, x, z)
     assert base.shape == (4, 3)
     x2 = x.at[:, 2:].add(1.0)

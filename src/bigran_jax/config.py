@@ -152,12 +152,19 @@ def _check_strategy(config, need) -> None:
          "'packing' or 'recurrent' read groups of k")
 
 
+def _check_int(config, need, key: str, low: int, what: str = ''):
+    """`key` is an int >= `low` (`what` says what its smallest value means); returns it."""
+    value = config_get(config, key)
+    need(isinstance(value, int) and not isinstance(value, bool) and value >= low, key,
+         f'must be an int >= {low}{what}')
+    return value
+
+
 def _check_rdgan_discriminator(config, need) -> None:
     """The RD-GAN's discriminator: the paper's LSTM on pixels (`model.d_body = 0`), or a strategy
     around an MLP body of `model.d_body` units (configs/rdgan.py:strategies)."""
     _check_strategy(config, need)
-    body = config_get(config, 'model.d_body')
-    need(isinstance(body, int) and body >= 0, 'model.d_body', 'must be an int >= 0')
+    body = _check_int(config, need, 'model.d_body', 0)
     need(body > 0 or config.model.strategy == 'recurrent', 'model.strategy',
          "must be 'recurrent' with model.d_body=0 (the paper's LSTM on pixels); the other "
          'strategies need a base network, model.d_body > 0')
@@ -183,11 +190,10 @@ def _check_bigran(config, need) -> None:
     need(config_get(config, 'train.cycle_steps') in CYCLE_STEPS, 'train.cycle_steps',
          f'must be one of {CYCLE_STEPS}')
     for key, low, what in (('model.d_minibatch', 0, ' (0: no minibatch discrimination)'),
+                           ('model.d_joint', 0, ' (0: no joint layer)'),
                            ('model.decoder_mlp', 0, ' (0: the paper\'s decoder)'),
                            ('model.decoder_layers', 1, ''), ('model.d_hidden', 1, '')):
-        value = config_get(config, key)
-        need(isinstance(value, int) and not isinstance(value, bool) and value >= low, key,
-             f'must be an int >= {low}{what}')
+        _check_int(config, need, key, low, what)
 
 
 # What members of one population may differ in: the seed, and the optimiser's numbers, which live

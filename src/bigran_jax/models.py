@@ -169,6 +169,9 @@ class JointDiscriminator(nn.Module):
       minibatch: kernels of minibatch discrimination (`MinibatchFeatures`, 5 numbers each) on
         each step's joint features, across the whole batch, before the sample LSTM (0: none,
         the paper's discriminator).
+      joint: units of a leaky-ReLU layer over each step's concatenated (latent, image) features
+        before the sample LSTM, so that the pair is judged by more than the LSTM's gates, as in
+        ALI's and BiGAN's joint discriminators (0: none, the paper's discriminator).
     """
 
     k: int = 4
@@ -178,6 +181,7 @@ class JointDiscriminator(nn.Module):
     unroll: int = 1
     numerics: str = 'flax'
     minibatch: int = 0
+    joint: int = 0
 
     @nn.compact
     def __call__(self, x, z, *, deterministic: bool = True):
@@ -204,6 +208,8 @@ class JointDiscriminator(nn.Module):
         hx = jnp.tanh(nn.Dense(self.hidden, kernel_init=init, name='x_hidden2')(hx))
         hx = nn.Dropout(self.dropout)(hx, deterministic=deterministic)
         h = jnp.concatenate([hz, hx], axis=-1)
+        if self.joint:
+            h = nn.leaky_relu(nn.Dense(self.joint, kernel_init=init, name='joint')(h), 0.2)
         if self.minibatch:  # each step's pairs compared with the batch's other pairs, that step
             mb = nn.vmap(MinibatchFeatures, in_axes=1, out_axes=1, variable_axes={'params': None},
                          split_rngs={'params': False})

@@ -30,7 +30,7 @@ from bigran_jax.experiments import bigran
 
 PACKAGE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'pretrained_weights')
 MODEL_FIELDS = ('latent', 'steps', 'hidden', 'k', 'dropout', 'lstm_dropout', 'unroll', 'numerics',
-                'decoder_mlp', 'decoder_layers', 'd_minibatch', 'd_hidden')
+                'decoder_mlp', 'decoder_layers', 'd_minibatch', 'd_hidden', 'd_joint')
 # The probe behind the recorded reference values: the first PROBE_IMAGES test images of the
 # embedded subset, and PROBE_SAMPLES prior samples from PROBE_KEY.
 PROBE_IMAGES, PROBE_SAMPLES, PROBE_KEY = 16, 16, 0
@@ -38,9 +38,9 @@ PROBE_IMAGES, PROBE_SAMPLES, PROBE_KEY = 16, 16, 0
 
 def _config(model: dict) -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
-    # Weights exported before the discriminator had its own keys had the paper's discriminator.
+    # Weights exported before these keys existed have the paper's networks where they apply.
     c.model = ml_collections.ConfigDict({'d_minibatch': 0, 'd_hidden': model['hidden'],
-                                         'decoder_layers': 1, **model})
+                                         'decoder_layers': 1, 'd_joint': 0, **model})
     return c
 
 

@@ -94,7 +94,8 @@ def model(config) -> BiGRAN:
                         mlp=m.decoder_mlp, mlp_layers=m.decoder_layers),
         discriminator=JointDiscriminator(k=m.k, hidden=m.d_hidden, dropout=m.dropout,
                                          lstm_dropout=m.lstm_dropout, unroll=m.unroll,
-                                         numerics=m.numerics, minibatch=m.d_minibatch))
+                                         numerics=m.numerics, minibatch=m.d_minibatch,
+                                         joint=m.d_joint))
 
 
 def make_game(config) -> Game:
