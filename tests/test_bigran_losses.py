@@ -138,31 +138,15 @@ def test_gradients_of_each_term_reach_the_right_player_only():
     assert not _differs(base['g'], r1['g'])
 
 
-def test_bad_term_settings_are_one_line_config_errors():
+@pytest.mark.parametrize('key, value', [
+    ('train.cycle_x', -1.0), ('train.cycle_steps', 'first'), ('model.numerics', 'keras2'),
+    ('train.step_power', -1.0), ('model.d_minibatch', -1), ('model.d_joint', -1)])
+def test_bad_term_settings_are_one_line_config_errors(key, value):
     from bigran_jax import config as config_lib
     c = bigran_config.get_config()
-    c.train.cycle_x = -1.0
-    with pytest.raises(config_lib.ConfigError, match='train.cycle_x'):
-        config_lib.validate(c)
-    c = bigran_config.get_config()
-    c.train.cycle_steps = 'first'
-    with pytest.raises(config_lib.ConfigError, match='train.cycle_steps'):
-        config_lib.validate(c)
-    c = bigran_config.get_config()
-    c.model.numerics = 'keras2'
-    with pytest.raises(config_lib.ConfigError, match='model.numerics'):
-        config_lib.validate(c)
-    c = bigran_config.get_config()
-    c.train.step_power = -1.0
-    with pytest.raises(config_lib.ConfigError, match='train.step_power'):
-        config_lib.validate(c)
-    c = bigran_config.get_config()
-    c.model.d_minibatch = -1
-    with pytest.raises(config_lib.ConfigError, match='model.d_minibatch'):
-        config_lib.validate(c)
-    c = bigran_config.get_config()
-    c.model.d_joint = -1
-    with pytest.raises(config_lib.ConfigError, match='model.d_joint'):
+    section, leaf = key.split('.')
+    c[section][leaf] = value
+    with pytest.raises(config_lib.ConfigError, match=key):
         config_lib.validate(c)
 
 
