@@ -37,6 +37,7 @@ sys.path.insert(0, os.path.join(REPO, 'configs'))
 import toy as toy_config  # noqa: E402
 
 from bigran_jax import train  # noqa: E402
+from bigran_jax.config import config_set  # noqa: E402
 
 TMP = '.orbax-checkpoint-tmp'  # Orbax writes step N into N.orbax-checkpoint-tmp* first
 
@@ -197,11 +198,7 @@ def main():
 
     config = toy_config.get_config()
     for path, value in overrides(args).items():
-        *parents, leaf = path.split('.')
-        node = config
-        for p in parents:
-            node = node[p]
-        node[leaf] = value
+        config_set(config, path, value)
     (a, step_a), (b, step_b) = final_state(config, straight), final_state(config, killed)
     same = step_a == step_b == args.steps and identical(a, b)
     print(f'kills survived: {kills} of {args.kills} ({during_save} during a save), '

@@ -16,7 +16,7 @@ import pytest
 from ml_collections import ConfigDict
 
 from bigran_jax import checkpoints, data, parallel, sweep, train
-from bigran_jax.config import ConfigError, validate
+from bigran_jax.config import ConfigError, config_set, validate
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
@@ -35,11 +35,7 @@ TINY = {'model.hidden': 8, 'model.k': 2, 'train.batch_size': 8, 'train.num_steps
 
 def configure(config: ConfigDict, overrides: dict) -> ConfigDict:
     for path, value in overrides.items():
-        *parents, leaf = path.split('.')
-        node = config
-        for p in parents:
-            node = node[p]
-        node[leaf] = value
+        config_set(config, path, value)
     return config
 
 
@@ -213,8 +209,7 @@ def test_bad_config_is_named_in_one_line_before_training(tmp_path, case):
 
 
 def test_images_of_the_wrong_size_are_named(tmp_path):
-    config = configure(rdgan_config.get_config(), TINY)
-    config.sweep = ()
+    config = rdgan_config.get_config('tiny')
     config.data.source, config.data.dir = 'idx', tiny_idx_dir(tmp_path / 'mnist32', size=32)
     with pytest.raises(data.DataError, match=r'train-images-idx3-ubyte.gz: images are \(32, 32\), '
                                              'expected 28 x 28') as e:
@@ -233,8 +228,7 @@ def test_batch_that_does_not_split_over_devices_is_named(batch_size, k, devices,
 
 
 def test_workdir_of_another_experiment_is_left_as_it_was(resumed, tmp_path):
-    config = configure(rdgan_config.get_config(), TINY)
-    config.sweep = ()
+    config = rdgan_config.get_config('tiny')
     config.data.source, config.data.dir = 'idx', tiny_idx_dir(tmp_path / 'mnist')
     before = (resumed / 'config.json').read_text()
     with pytest.raises(checkpoints.CheckpointError, match="experiment 'toy'"):

@@ -193,8 +193,10 @@ def test_bigran_variants_change_what_they_say():
     assert bigran_config.get_config('bigan').model.to_dict() == ref.model.to_dict()
     assert (default.model.decoder_mlp, bigan.model.decoder_mlp) == (512, 0)
     assert (default.train.step_power, bigan.train.step_power) == (1.0, 0.0)
-    default.model.decoder_mlp = 0
-    assert default.model.to_dict() == bigan.model.to_dict()  # the decoder layers aside
+    assert (default.model.dropout, bigan.model.dropout) == (0.0, 0.5)
+    assert (default.train.num_steps, bigan.train.num_steps) == (40_000, 10_000)
+    default.model.decoder_mlp, default.model.dropout = 0, 0.5
+    assert default.model.to_dict() == bigan.model.to_dict()  # decoder layers and dropout aside
     # default = 'bigan' + fidelity terms; 'bigan' and 'reference' differ in the schedule only
     assert (default.train.cycle_x, default.train.kl) != (0.0, 0.0)
     assert (bigan.train.cycle_x, bigan.train.kl, ref.train.cycle_x, ref.train.kl) == (0,) * 4

@@ -14,9 +14,9 @@ Command line (trains, saves, prints where it went and the test accuracy):
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
-import tempfile
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -29,6 +29,8 @@ import numpy as np
 import optax
 from absl import logging
 from flax.training import train_state
+
+from bigran_jax.util import atomic_write, batched
 
 if TYPE_CHECKING:
     from bigran_jax.data import MNIST
@@ -107,21 +109,9 @@ def predict_params(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Class probabilities and penultimate features of the CNN with `params` (see `Classifier`)."""
     x = to_nhwc(images)
-    n = x.shape[0]
-    batch_size = max(1, min(batch_size, n))
-    probs = np.empty((n, NUM_CLASSES), np.float32)
-    features = np.empty((n, FEATURES), np.float32)
-    for start in range(0, n, batch_size):
-        chunk = x[start : start + batch_size]
-        size = chunk.shape[0]
-        if size < batch_size:
-            # Zero-pad the last batch so that every call has one shape and compiles once.
-            pad = np.zeros((batch_size - size, *chunk.shape[1:]), chunk.dtype)
-            chunk = np.concatenate([chunk, pad])
-        p, f = _forward(params, chunk)
-        probs[start : start + size] = np.asarray(p)[:size]
-        features[start : start + size] = np.asarray(f)[:size]
-    return probs, features
+    probs, features = batched(functools.partial(_forward, params), x,
+                              batch=max(1, min(batch_size, x.shape[0])))
+    return np.asarray(probs, np.float32), np.asarray(features, np.float32)
 
 
 # eq=False: the generated __eq__ would compare parameter arrays, which has no truth value.
@@ -276,36 +266,21 @@ def default_path() -> str:
     return os.path.join(directory, FILENAME)
 
 
-def _write_atomically(path: str, data: bytes) -> None:
-    # A temporary file in the same folder then os.replace: readers (other experiments sharing the
-    # cache) see the old file or the whole new one, never a torn write.
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=os.path.basename(path) + '.', suffix='.tmp')
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; the cache is meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
 def save(path: str, classifier: Classifier) -> None:
     """Writes `classifier` to `path` (flax msgpack params) and `path + '.json'` (metadata).
 
     The sidecar is written last, so its presence means the pair is complete (`load_or_train`).
     """
-    _write_atomically(path, flax.serialization.to_bytes(jax.device_get(classifier.params)))
+    with atomic_write(path, 'wb') as f:
+        f.write(flax.serialization.to_bytes(jax.device_get(classifier.params)))
     meta = {
         'test_accuracy': float(classifier.test_accuracy),
         'trained_on': classifier.trained_on,
         'param_count': param_count(classifier.params),
         'architecture': 'conv32-pool-conv64-pool-dense128-dense10 (VALID)',
     }
-    _write_atomically(path + '.json', (json.dumps(meta, indent=2) + '\n').encode())
+    with atomic_write(path + '.json') as f:
+        f.write(json.dumps(meta, indent=2) + '\n')
 
 
 def load(path: str) -> Classifier:

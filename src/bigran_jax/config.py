@@ -27,7 +27,7 @@ class ConfigError(ValueError):
 def base_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.experiment = ''  # one of EXPERIMENTS
-    c.seed = 0  # the only source of randomness: init, data order, noise, dropout
+    c.seed = 0  # a run's randomness: init, data order, noise, dropout (the judge has its own)
     c.num_devices = 0  # devices for data parallelism; 0 = every device JAX finds
 
     c.data = ml_collections.ConfigDict()
@@ -206,21 +206,38 @@ def population_key(config) -> str:
     """Everything in `config` but `POPULATION_FREE`: configs with the same key make one program."""
     fields = config.to_dict()
     for path in POPULATION_FREE:
-        *parents, leaf = path.split('.')
-        node = fields
-        for p in parents:
-            node = node[p]
+        node, leaf = config_parent(fields, path)
         del node[leaf]
     return json.dumps(fields, sort_keys=True, default=repr)
 
 
-def config_get(config, path: str):
+def config_parent(config, path: str):
+    """The section holding a dotted key, and the key's last part:
+    `config_parent(c, 'train.d_lr') -> (c.train, 'd_lr')`. On a ConfigDict or its `to_dict()`;
+    a missing section is a ConfigError naming it."""
+    *parents, leaf = path.split('.')
     node = config
-    for part in path.split('.'):
-        if not isinstance(node, ml_collections.ConfigDict) or part not in node:
+    for part in parents:
+        if not isinstance(node, ml_collections.ConfigDict | dict) or part not in node:
             raise ConfigError(f'config has no key {path!r} (no {part!r} under it)')
         node = node[part]
-    return node
+    if not isinstance(node, ml_collections.ConfigDict | dict):
+        raise ConfigError(f'config has no key {path!r} ({".".join(parents)} is not a section)')
+    return node, leaf
+
+
+def config_get(config, path: str):
+    node, leaf = config_parent(config, path)
+    if leaf not in node:
+        raise ConfigError(f'config has no key {path!r} (no {leaf!r} under it)')
+    return node[leaf]
+
+
+def config_set(config, path: str, value) -> None:
+    """Sets a dotted key of `config` (which must exist), e.g. `config_set(c, 'model.k', 8)`."""
+    config_get(config, path)  # raises on an unknown key
+    node, leaf = config_parent(config, path)
+    node[leaf] = value
 
 
 # A float field takes an int (3 for 3.0); a tuple field takes a list (config.json has lists).

@@ -49,7 +49,7 @@ SOURCES = ('auto', 'tfds', 'idx', 'embedded')
 # "unsigned bytes, 1 dimension" in the IDX format.
 IMAGES_MAGIC = 2051
 LABELS_MAGIC = 2049
-IMAGE_SIZE = 28
+IMAGE_SIDE = 28  # pixels per side (models.IMAGE_SIZE is the flattened 784)
 NUM_CLASSES = 10
 # File stems of the two splits in a standard MNIST folder (each may carry a '.gz' suffix).
 IDX_STEMS = {
@@ -201,7 +201,7 @@ def _split_arrays(images_magic: tuple[int, np.ndarray], labels_magic: tuple[int,
     if magic != IMAGES_MAGIC:
         raise DataError(f'{images_name}: bad magic number {magic} (expected {IMAGES_MAGIC} for '
                         'MNIST images: uint8, 3 dimensions)')
-    if images.shape[1:] != (IMAGE_SIZE, IMAGE_SIZE):
+    if images.shape[1:] != (IMAGE_SIDE, IMAGE_SIDE):
         raise DataError(f'{images_name}: images are {images.shape[1:]}, expected 28 x 28')
     magic, labels = labels_magic
     if magic != LABELS_MAGIC:
@@ -356,7 +356,7 @@ def _read_tfds_split(ds, name: str) -> tuple[np.ndarray, np.ndarray]:
         records = ds.__getitems__(range(start, min(start + _TFDS_CHUNK, len(ds))))
         images.append(np.stack([r['image'] for r in records]))
         labels.append(np.array([r['label'] for r in records], dtype=np.int32))
-    shape = (IMAGE_SIZE, IMAGE_SIZE, 1)
+    shape = (IMAGE_SIDE, IMAGE_SIDE, 1)
     if not images:
         return np.zeros((0, *shape), np.uint8), np.zeros((0,), np.int32)
     images, labels = np.concatenate(images), np.concatenate(labels)
@@ -516,9 +516,9 @@ def to_device_dataset(images_u8) -> jax.Array:
     images = jnp.asarray(images_u8)
     if images.dtype != jnp.uint8:
         raise ValueError(f'expected uint8 images, got {images.dtype}')
-    if images.ndim < 2 or int(np.prod(images.shape[1:])) != IMAGE_SIZE * IMAGE_SIZE:
+    if images.ndim < 2 or int(np.prod(images.shape[1:])) != IMAGE_SIDE * IMAGE_SIDE:
         raise ValueError(f'expected images of 784 pixels each, got shape {images.shape}')
-    return images.reshape(images.shape[0], IMAGE_SIZE * IMAGE_SIZE)
+    return images.reshape(images.shape[0], IMAGE_SIDE * IMAGE_SIDE)
 
 
 def sample_batch(key: jax.Array, images: jax.Array, batch_size: int) -> jax.Array:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
+
+from bigran_jax.util import atomic_write
 
 
 def image_grid(images, rows: int, cols: int, pad: int = 2) -> np.ndarray:
@@ -30,9 +30,8 @@ def save_png(path: str, array: np.ndarray, scale: int = 2) -> str:
 
     img = Image.fromarray(array).resize((array.shape[1] * scale, array.shape[0] * scale),
                                         Image.NEAREST)
-    tmp = f'{path}.tmp.png'
-    img.save(tmp)
-    os.replace(tmp, path)
+    with atomic_write(path, 'wb') as f:
+        img.save(f, format='PNG')
     return path
 
 
@@ -117,8 +116,7 @@ def _pyplot():
 def _save_figure(fig, path: str) -> str:
     """Writes a matplotlib figure as PNG through a temporary file (never a half-written PNG)."""
     fig.tight_layout()
-    tmp = f'{path}.tmp.png'
-    fig.savefig(tmp)
+    with atomic_write(path, 'wb') as f:
+        fig.savefig(f, format='png')
     _pyplot().close(fig)
-    os.replace(tmp, path)
     return path

@@ -17,6 +17,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from bigran_jax.util import batched
+
 
 def class_histogram(labels: np.ndarray, num_classes: int = 10) -> np.ndarray:
     """Fraction of `labels` in each class.
@@ -161,17 +163,8 @@ def nearest_neighbour_accuracy(
     train_x_dev = jnp.asarray(train_x)
     train_sq = jnp.sum(train_x_dev**2, axis=1)
     train_y_dev = jnp.asarray(train_y)
-    m = len(test_x)
-    chunk = max(1, min(chunk, m))
-    predicted = np.empty(m, train_y.dtype)
-    for start in range(0, m, chunk):
-        rows = test_x[start : start + chunk]
-        size = len(rows)
-        if size < chunk:
-            rows = np.concatenate([rows, np.zeros((chunk - size, rows.shape[1]), rows.dtype)])
-        predicted[start : start + size] = np.asarray(
-            _nearest_labels(train_x_dev, train_sq, train_y_dev, rows)
-        )[:size]
+    predicted = batched(lambda rows: _nearest_labels(train_x_dev, train_sq, train_y_dev, rows),
+                        test_x, batch=max(1, min(chunk, len(test_x))))
     return float(np.mean(predicted == test_y))
 
 

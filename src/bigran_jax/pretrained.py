@@ -27,6 +27,7 @@ import ml_collections
 import numpy as np
 
 from bigran_jax.experiments import bigran
+from bigran_jax.util import atomic_write
 
 PACKAGE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'pretrained_weights')
 MODEL_FIELDS = ('latent', 'steps', 'hidden', 'k', 'dropout', 'lstm_dropout', 'unroll', 'numerics',
@@ -98,7 +99,7 @@ def export(workdir: str, directory: str = PACKAGE_DIR, command: str = '') -> str
     params = {'g': jax.tree.map(lambda w: jnp.asarray(w, jnp.float32), g16)}
     results = report.read_results(workdir) or {}
     os.makedirs(directory, exist_ok=True)
-    with open(os.path.join(directory, 'bigran.msgpack'), 'wb') as f:
+    with atomic_write(os.path.join(directory, 'bigran.msgpack'), 'wb') as f:
         f.write(flax.serialization.to_bytes(g16))
     meta = {'model': model, 'iterations': int(step), 'command': command,
             'metrics': {k: v for k, v in results.items() if isinstance(v, (int, float))},

@@ -10,6 +10,8 @@ import time
 
 import numpy as np
 
+from bigran_jax.util import atomic_write
+
 
 def _jsonable(x):
     if isinstance(x, dict):
@@ -23,11 +25,9 @@ def _jsonable(x):
 
 def write_json(path: str, obj) -> str:
     """Writes atomically, so a crash never leaves half a file where a good one was."""
-    tmp = f'{path}.tmp'
-    with open(tmp, 'w') as f:
+    with atomic_write(path) as f:
         json.dump(_jsonable(obj), f, indent=2, sort_keys=True)
         f.write('\n')
-    os.replace(tmp, path)
     return path
 
 
@@ -82,10 +82,8 @@ def write_report(workdir: str, title: str, results: dict, figures: list, extra: 
         lines += ['', '```', extra, '```']
     lines += [''] + [f'![{os.path.basename(f)}]({os.path.relpath(f, workdir)})' for f in figures]
     path = os.path.join(workdir, 'report.md')
-    tmp = path + '.tmp'
-    with open(tmp, 'w') as f:
+    with atomic_write(path) as f:
         f.write('\n'.join(lines) + '\n')
-    os.replace(tmp, path)
     return path
 
 

@@ -21,6 +21,7 @@ from absl import logging
 from bigran_jax import config as config_lib
 from bigran_jax import report, train
 from bigran_jax.experiments import EXPERIMENTS
+from bigran_jax.util import atomic_write
 
 
 def members(config: ml_collections.ConfigDict) -> dict[str, ml_collections.ConfigDict]:
@@ -38,10 +39,7 @@ def members(config: ml_collections.ConfigDict) -> dict[str, ml_collections.Confi
         member = ml_collections.ConfigDict(config.to_dict())
         member.sweep = ()
         for path, value in zip(paths, values, strict=True):
-            *parents, leaf = path.split('.')
-            node = member
-            for p in parents:
-                node = node[p]
+            node, leaf = config_lib.config_parent(member, path)
             try:
                 node[leaf] = type(node[leaf])(value)
             except (TypeError, ValueError) as e:
@@ -82,7 +80,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, mode: str = 'train') ->
     if len(ms) > 1 and jax.process_index() == 0:
         table = report.summarize(dirs, EXPERIMENTS[config.experiment].SUMMARY_COLUMNS)
         path = os.path.join(workdir, 'summary.md')
-        with open(path, 'w') as f:
+        with atomic_write(path) as f:
             f.write(f'# {config.experiment} sweep\n\n{table}\n')
         logging.info('sweep summary:\n%s\nwritten to %s', table, path)
     return {name: results[name] for name in ms}

@@ -166,9 +166,14 @@ class Run:
                                         max_to_keep=config.checkpoint.keep, meta=meta)
 
 
+def take_member(tree, i: int):
+    """Member `i` of a population's stacked pytree (every leaf has the members as axis 0)."""
+    return jax.tree.map(lambda x: x[i], tree)
+
+
 @functools.partial(jax.jit, static_argnums=1)
 def _unstack(tree, size: int) -> list:
-    return [jax.tree.map(lambda x, i=i: x[i], tree) for i in range(size)]
+    return [take_member(tree, i) for i in range(size)]
 
 
 def _check_finite(step: int, history: dict, params, workdirs: list[str]) -> None:
@@ -321,7 +326,7 @@ def train_population(configs: list[ml_collections.ConfigDict], workdirs: list[st
         results = [{} for _ in configs]
         if members.primary:
             params = jax.device_get(steps.evaluation_params(state))
-            results = [evaluate(run, jax.tree.map(lambda x, i=i: x[i], params), workdir, step,
+            results = [evaluate(run, take_member(params, i), workdir, step,
                                 tb, member=i, train_seconds=seconds)
                        for i, (workdir, tb) in enumerate(zip(workdirs, members.tbs, strict=True))]
     finally:
@@ -425,7 +430,7 @@ def _train(run: Run, members: _Members, state: steps.TrainState) -> tuple[steps.
                 params = jax.device_get(steps.evaluation_params(state))
                 for i, (c, workdir, tb) in enumerate(zip(run.configs, members.workdirs,
                                                          members.tbs, strict=True)):
-                    out = run.experiment.snapshot(jax.tree.map(lambda x, i=i: x[i], params), c,
+                    out = run.experiment.snapshot(take_member(params, i), c,
                                                   jax.random.fold_in(run.eval_keys[i], 0),
                                                   workdir, step, tb, run.mnist)
                     if out:

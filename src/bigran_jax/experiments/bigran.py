@@ -27,6 +27,7 @@ from bigran_jax.experiments import common
 from bigran_jax.losses import bigran_d_loss, bigran_g_loss, clips_bce
 from bigran_jax.models import IMAGE_SIZE, Decoder, Encoder, JointDiscriminator
 from bigran_jax.steps import Game
+from bigran_jax.util import batched
 
 NEEDS_DATA = True
 SUMMARY_COLUMNS = ['modes_covered', 'kl_to_uniform', 'mean_confidence', 'frechet_distance',
@@ -117,18 +118,6 @@ def make_game(config) -> Game:
     return Game(init=net.init, sample=sample, d_loss=d_loss, g_loss=g_loss)
 
 
-def _batched(fn, *arrays, batch: int = 1000):
-    """`fn` over the leading axis in fixed-size batches (the last one padded: one compile)."""
-    n = arrays[0].shape[0]
-    out = []
-    for i in range(0, n, batch):
-        chunk = [a[i:i + batch] for a in arrays]
-        pad = batch - chunk[0].shape[0]
-        chunk = [np.pad(c, [(0, pad)] + [(0, 0)] * (c.ndim - 1)) for c in chunk]
-        out.append(jax.device_get(fn(*chunk))[:batch - pad])
-    return np.concatenate(out)
-
-
 def _prior_samples(net: BiGRAN, params, key, n: int) -> np.ndarray:
     """At least `n` (and 100) prior samples `[>= n, t, 784]`, drawn 1,000 at a time from keys
     `fold_in(key, i)`."""
@@ -165,7 +154,7 @@ def evaluate(params, config, mnist, key, workdir) -> tuple[dict, list, str]:
     rec_keys = np.asarray(jax.random.key_data(jax.random.split(k_rec, n)))
     reconstruct = jax.jit(jax.vmap(
         lambda x, kd: net.reconstruct(params, x[None], jax.random.wrap_key_data(kd))[0]))
-    canvases = _batched(reconstruct, test_x, rec_keys)  # [n, t, 784]
+    canvases = batched(reconstruct, test_x, rec_keys)  # [n, t, 784]
 
     # Figures like the paper's 7-9.
     shape = (-1, 28, 28)
@@ -199,12 +188,12 @@ def evaluate(params, config, mnist, key, workdir) -> tuple[dict, list, str]:
     # Reconstructions through the encoder's means (z = mu), beside the stochastic ones.
     reconstruct_mu = jax.jit(lambda x: net.decode(params, net.encode(
         params, x, jax.random.key(0))[1])[:, -1])
-    pred_mu = clf.predict(_batched(reconstruct_mu, test_x))[0].argmax(-1)
+    pred_mu = clf.predict(batched(reconstruct_mu, test_x))[0].argmax(-1)
     encode_mu = jax.jit(lambda x: net.encode(params, x, jax.random.key(0))[1].reshape(len(x), -1))
     train_x = mnist.train_images.reshape(-1, IMAGE_SIZE).astype(np.float32) / 255.0
     nn_acc = metrics.nearest_neighbour_accuracy(
-        _batched(encode_mu, train_x), mnist.train_labels,
-        _batched(encode_mu, test_x[:mnist.test_images.shape[0]]),
+        batched(encode_mu, train_x), mnist.train_labels,
+        batched(encode_mu, test_x[:mnist.test_images.shape[0]]),
         test_y[:mnist.test_images.shape[0]])
     results.update({
         'num_samples': n,
