@@ -1,4 +1,5 @@
-"""The shared file helpers: a write that fails leaves the previous file as it was."""
+"""The shared helpers: a write that fails leaves the previous file as it was; batched work
+compiles once and keeps every row."""
 
 import os
 

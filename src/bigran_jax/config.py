@@ -214,7 +214,7 @@ def population_key(config) -> str:
 def config_parent(config, path: str):
     """The section holding a dotted key, and the key's last part:
     `config_parent(c, 'train.d_lr') -> (c.train, 'd_lr')`. On a ConfigDict or its `to_dict()`;
-    a missing section is a ConfigError naming it."""
+    a missing key or section is a ConfigError naming it."""
     *parents, leaf = path.split('.')
     node = config
     for part in parents:
@@ -223,19 +223,18 @@ def config_parent(config, path: str):
         node = node[part]
     if not isinstance(node, ml_collections.ConfigDict | dict):
         raise ConfigError(f'config has no key {path!r} ({".".join(parents)} is not a section)')
+    if leaf not in node:
+        raise ConfigError(f'config has no key {path!r} (no {leaf!r} under it)')
     return node, leaf
 
 
 def config_get(config, path: str):
     node, leaf = config_parent(config, path)
-    if leaf not in node:
-        raise ConfigError(f'config has no key {path!r} (no {leaf!r} under it)')
     return node[leaf]
 
 
 def config_set(config, path: str, value) -> None:
     """Sets a dotted key of `config` (which must exist), e.g. `config_set(c, 'model.k', 8)`."""
-    config_get(config, path)  # raises on an unknown key
     node, leaf = config_parent(config, path)
     node[leaf] = value
 

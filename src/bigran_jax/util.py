@@ -50,12 +50,8 @@ def batched(fn, *arrays, batch: int = 1000):
                          f'{[a.shape[0] for a in arrays]}')
     outs = []
     for start in range(0, n, batch):
-        chunk = [np.asarray(a[start:start + batch]) for a in arrays]
+        chunk = [a[start:start + batch] for a in arrays]
         pad = batch - chunk[0].shape[0]
         chunk = [np.pad(c, [(0, pad)] + [(0, 0)] * (c.ndim - 1)) for c in chunk]
-        out = jax.device_get(fn(*chunk))
-        outs.append(tuple(o[:batch - pad] for o in out) if isinstance(out, tuple)
-                    else out[:batch - pad])
-    if isinstance(outs[0], tuple):
-        return tuple(np.concatenate(parts) for parts in zip(*outs, strict=True))
-    return np.concatenate(outs)
+        outs.append(jax.device_get(fn(*chunk)))
+    return jax.tree.map(lambda *parts: np.concatenate(parts)[:n], *outs)
