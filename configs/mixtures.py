@@ -1,7 +1,7 @@
 """The 2-D mode-collapse benchmarks: `:ring`, 8 Gaussians (std 0.01) on the unit circle (the
 default), or `:grid`, 25 Gaussians (std 0.05), 5 x 5 with spacing 2, under PacGAN's protocol
 (docs/pacgan_2d_protocol.md); `:veegan_ring` and `:veegan_grid`, the same mixtures under VEEGAN's
-(docs/veegan_2d_protocol.md, below).
+(docs/veegan_2d_protocol.md, below); `:tiny`, the ring shrunk to seconds.
 
   python launch.py --config=configs/mixtures.py:ring --workdir=runs/ring   # every row x 5 seeds
   python launch.py --config=configs/mixtures.py:grid --workdir=runs/grid
@@ -49,10 +49,10 @@ VEEGAN_ROWS = (  # (model.strategy, model.k, train.batch_size = 500 samples, V's
 
 
 def get_config(variant: str = 'ring'):
-    mixture = variant.removeprefix('veegan_')
+    mixture = 'ring' if variant == 'tiny' else variant.removeprefix('veegan_')
     if mixture not in MIXTURES:
         raise ValueError(f'configs/mixtures.py:{variant}: use one of '
-                         f'{", ".join([*MIXTURES, *(f"veegan_{m}" for m in MIXTURES)])}')
+                         f'{", ".join([*MIXTURES, *(f"veegan_{m}" for m in MIXTURES)])}, tiny')
     c = base_config()
     c.experiment = 'synthetic'
     c.data.mixture = mixture
@@ -100,4 +100,11 @@ def get_config(variant: str = 'ring'):
         c.eval.snapshot_steps = (25_000,)  # U's whole budget
         c.sweep = ((('model.strategy', 'model.k', 'train.batch_size'), VEEGAN_ROWS),
                    ('seed', (0, 1, 2, 3, 4)))
+    if variant == 'tiny':  # the ring, recurrent k = 2, shrunk to seconds (tests, a smoke run)
+        c.model.strategy, c.model.k, c.sweep = 'recurrent', 2, ()
+        c.model.g_hidden, c.model.g_layers, c.model.d_hidden, c.model.lstm_hidden = 8, 2, 8, 6
+        c.model.maxout_pieces, c.model.mb_kernels = 2, 3
+        c.train.num_steps, c.train.batch_size = 4, 8
+        c.train.iterations_per_call = c.train.log_every = c.checkpoint.every = 2
+        c.eval.num_samples, c.eval.snapshot_steps = 50, (2,)
     return c

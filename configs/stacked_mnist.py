@@ -4,6 +4,7 @@ discriminator far smaller than its generator).
 
   python launch.py --config=configs/stacked_mnist.py:veegan --workdir=runs/stacked  # 6 rows x 3
   python launch.py --config=configs/stacked_mnist.py:small_d --workdir=runs/stacked_small
+  python launch.py --config=configs/stacked_mnist.py:tiny --workdir=/tmp/stacked  # seconds
   python launch.py --config=configs/stacked_mnist.py --workdir=runs/stacked_pac4 \
       --config.sweep='()' --config.model.strategy=packing --config.model.k=4 \
       --config.train.batch_size=256
@@ -27,9 +28,18 @@ def rows(groups: int):
 
 
 def get_config(setting: str = 'veegan'):
+    if setting == 'tiny':  # small_d, recurrent k = 2, shrunk to seconds (tests, a smoke run)
+        c = get_config('small_d')
+        c.model.strategy, c.model.k, c.sweep = 'recurrent', 2, ()
+        c.model.g_widths, c.model.d_widths, c.model.lstm_hidden = (8, 4, 4, 2), (2, 2, 4), 3
+        c.model.latent, c.model.mb_kernels, c.model.mb_kernel_dim = 6, 2, 2
+        c.train.num_steps, c.train.batch_size = 4, 8
+        c.train.iterations_per_call = c.train.log_every = c.checkpoint.every = 2
+        c.eval.num_samples, c.eval.snapshot_steps = 30, (2,)
+        return c
     if setting not in SETTINGS:
         raise ValueError(f'configs/stacked_mnist.py:{setting}: the setting must be one of '
-                         f'{", ".join(SETTINGS)}')
+                         f'{", ".join(SETTINGS)}, tiny')
     c = base_config()
     c.experiment = 'stacked'
     c.model.strategy = 'packing'  # 'plain' | 'packing' | 'recurrent' | 'minibatch' (not in PacGAN)

@@ -1,6 +1,7 @@
 """Toy recurrent discrimination (paper section 3.1, reference notes section 1).
 
   python launch.py --config=configs/toy.py --workdir=runs/toy [--config.model.k=8]
+  python launch.py --config=configs/toy.py:tiny --workdir=/tmp/toy     # seconds: a smoke run
 
 An LSTM discriminator reads k one-hot samples in a row; it should learn
 P(real | j samples from the collapsed half) = p^j / (1 + p^j), p = 0.5, at every position j.
@@ -8,8 +9,12 @@ P(real | j samples from the collapsed half) = p^j / (1 + p^j), p = 0.5, at every
 
 from bigran_jax.config import base_config
 
+VARIANTS = ('default', 'tiny')
 
-def get_config():
+
+def get_config(variant: str = 'default'):
+    if variant not in VARIANTS:
+        raise ValueError(f'configs/toy.py: unknown variant {variant!r}; use one of {VARIANTS}')
     c = base_config()
     c.experiment = 'toy'
     c.model.k = 4  # the paper's table is for k = 1..4 read by one k = 4 LSTM
@@ -29,4 +34,8 @@ def get_config():
     c.train.log_every = 1000
     c.checkpoint.every = 5000
     c.eval.num_samples = 20_000  # random first-five sequences averaged for the table
+    if variant == 'tiny':  # the default shrunk to seconds (tests, a first smoke run)
+        c.model.k, c.model.hidden = 2, 8
+        c.train.batch_size, c.train.num_steps, c.train.iterations_per_call = 8, 4, 2
+        c.train.log_every, c.checkpoint.every, c.eval.num_samples = 2, 2, 20
     return c

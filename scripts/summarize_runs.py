@@ -16,7 +16,7 @@ import argparse
 from bigran_jax import report
 
 COLUMNS = ('modes_covered,kl_to_uniform,mean_confidence,frechet_distance,class_agreement,'
-           'class_agreement_mu,nearest_neighbour_accuracy,sample_step_frechet,step,train_seconds')
+           'class_agreement_mu,nearest_neighbour_accuracy,nearest_neighbour_accuracy_features,sample_step_frechet,step,train_seconds')
 
 
 def main(argv=None) -> None:

@@ -47,17 +47,13 @@ FOUR_DEVICES = textwrap.dedent("""
     assert jax.device_count() == 4, jax.devices()
     workdir = sys.argv[1]
 
-    def tiny(config, seed=0):
-        config.seed, config.num_devices = seed, 4
-        config.model.k, config.train.batch_size, config.train.num_steps = 2, 16, 4
-        config.train.iterations_per_call = config.train.log_every = config.checkpoint.every = 2
-        config.eval.num_samples, config.eval.snapshot_steps, config.sweep = 20, (), ()
+    def on_four(config, seed=0):  # a `tiny` variant on 4 devices, 4 samples each
+        config.seed, config.num_devices, config.train.batch_size = seed, 4, 16
+        config.eval.snapshot_steps = ()
         return config
 
     def toy_config(seed=0):
-        config = tiny(toy.get_config(), seed)
-        config.model.hidden = 8
-        return config
+        return on_four(toy.get_config('tiny'), seed)
 
     def emulated(configs, num):
         # The 4 devices as 4 instances of `vmap` on one device: the same per-device keys
@@ -99,8 +95,7 @@ FOUR_DEVICES = textwrap.dedent("""
         print('toy', i, same(final_params(f'{workdir}/seed{i}', config), expected[i]))
 
     # both players and data: the compiled step of RD-GAN (Adam as configured) on 4 devices
-    config = tiny(rdgan.get_config())
-    config.model.latent, config.model.g_hidden, config.model.d_hidden = 8, 16, 8
+    config = on_four(rdgan.get_config('tiny'))
     config.data.source = 'embedded'
     run = train.Run(config)
     state = run.init_state()
@@ -178,18 +173,13 @@ def digest(params) -> str:
     return h.hexdigest()
 
 
-TINY_TOY = {'model.hidden': 8, 'model.k': 2, 'train.batch_size': 16, 'train.num_steps': 4,
-            'train.iterations_per_call': 2, 'train.log_every': 2, 'checkpoint.every': 2,
-            'eval.num_samples': 20}
-
-
 def test_two_processes_train_one_population_identically(tmp_path):
-    config = toy_config.get_config()
-    config.update_from_flattened_dict(TINY_TOY)
+    config = toy_config.get_config('tiny')
+    config.train.batch_size = 16
     config.sweep = (('seed', (0, 1)),)
-    flags = ['--config=configs/toy.py', f'--workdir={tmp_path}',
-             *(f'--config.{k}={v}' for k, v in TINY_TOY.items()),
-             f'--config.sweep={config.sweep}', f'--coordinator=127.0.0.1:{free_port()}',
+    flags = ['--config=configs/toy.py:tiny', f'--workdir={tmp_path}',
+             '--config.train.batch_size=16', f'--config.sweep={config.sweep}',
+             f'--coordinator=127.0.0.1:{free_port()}',
              '--num_processes=2']
     logs = [(tmp_path / f'process{i}.out', tmp_path / f'process{i}.err') for i in range(2)]
     t0 = time.perf_counter()

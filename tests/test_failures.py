@@ -27,11 +27,6 @@ import toy as toy_config  # noqa: E402
 
 import launch  # noqa: E402
 
-# Checkpoints at 2 and 4 (the healthy fixture), chunks of 2 iterations.
-TINY = {'model.hidden': 8, 'model.k': 2, 'train.batch_size': 8, 'train.num_steps': 4,
-        'train.iterations_per_call': 2, 'train.log_every': 2, 'checkpoint.every': 2,
-        'eval.num_samples': 20}
-
 
 def configure(config: ConfigDict, overrides: dict) -> ConfigDict:
     for path, value in overrides.items():
@@ -40,9 +35,10 @@ def configure(config: ConfigDict, overrides: dict) -> ConfigDict:
 
 
 def toy(**overrides) -> ConfigDict:
-    """The tiny toy config; keyword `train__d_lr=x` sets `train.d_lr`."""
-    return configure(toy_config.get_config(),
-                     {**TINY, **{k.replace('__', '.'): v for k, v in overrides.items()}})
+    """`configs/toy.py:tiny` (checkpoints at 2 and 4, chunks of 2 iterations); keyword
+    `train__d_lr=x` sets `train.d_lr`."""
+    return configure(toy_config.get_config('tiny'),
+                     {k.replace('__', '.'): v for k, v in overrides.items()})
 
 
 def restore(workdir, config) -> tuple:
@@ -244,8 +240,8 @@ def test_launch_reports_user_errors_in_one_line(tmp_path):
                             'multiple of model.k=2')
     # The same through the command line: the last line of stderr, no traceback.
     out = subprocess.run(
-        [sys.executable, 'launch.py', '--config=configs/toy.py', f'--workdir={tmp_path}',
-         '--config.model.hidden=8', '--config.train.batch_size=9', '--config.model.k=2'],
+        [sys.executable, 'launch.py', '--config=configs/toy.py:tiny', f'--workdir={tmp_path}',
+         '--config.train.batch_size=9'],
         capture_output=True, text=True, cwd=REPO, timeout=300)
     assert out.returncode == 1
     assert 'Traceback' not in out.stderr
@@ -256,9 +252,8 @@ def test_sigkill_mid_run_then_resume_is_exact(tmp_path):
     """One SIGKILL while a launch.py run is saving, then a resume: the same parameters as a run
     that was never interrupted."""
     killed, straight = tmp_path / 'killed', tmp_path / 'straight'
-    args = {**TINY, 'train.num_steps': 16, 'train.log_every': 16, 'checkpoint.every': 2,
-            'checkpoint.keep': 100}
-    cmd = [sys.executable, 'launch.py', '--config=configs/toy.py', f'--workdir={killed}',
+    args = {'train.num_steps': 16, 'train.log_every': 16, 'checkpoint.keep': 100}
+    cmd = [sys.executable, 'launch.py', '--config=configs/toy.py:tiny', f'--workdir={killed}',
            *[f'--config.{k}={v}' for k, v in args.items()]]
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -275,7 +270,7 @@ def test_sigkill_mid_run_then_resume_is_exact(tmp_path):
         proc.kill()
         proc.wait()
     assert proc.returncode == -signal.SIGKILL
-    config = configure(toy_config.get_config(), args)
+    config = configure(toy_config.get_config('tiny'), args)
     assert 0 < max(steps_on_disk(killed)) < 16
     train.train_and_evaluate(config, str(killed))
     train.train_and_evaluate(config, str(straight))

@@ -1,5 +1,8 @@
 """Properties of the networks that a broken implementation would fail."""
 
+import os
+import sys
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -7,7 +10,12 @@ import numpy as np
 import pytest
 
 from bigran_jax import models
+from bigran_jax.experiments import bigran
 from bigran_jax.recurrent import LSTM
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                'configs'))
+import bigran as bigran_config  # noqa: E402
 
 KEY = jax.random.key(0)
 
@@ -180,6 +188,22 @@ def test_encoder_reparameterisation_has_mean_mu_and_variance_sigma2():
     np.testing.assert_allclose(z.mean(0), mu[0], atol=4 * np.exp(0.5 * logvar[0]).max() / n**.5)
     np.testing.assert_allclose(z.var(0), np.exp(logvar[0]), rtol=0.05)
     np.testing.assert_allclose(z, mu + np.exp(0.5 * logvar) * eps, atol=1e-5)
+
+
+def test_bigran_features_are_the_layer_under_the_encoders_means():
+    """`BiGRAN.features` (scored by 1-NN beside the means) is the encoder LSTM's output: its mu
+    head maps it to mu, and the textbook cell reading the image at every step reproduces it."""
+    c = bigran_config.get_config('tiny')
+    net = bigran.model(c)
+    params = net.init(KEY)
+    x = jax.random.uniform(jax.random.key(1), (5, 784))
+    feats = net.features(params, x)
+    assert feats.shape == (5, c.model.steps, c.model.hidden)
+    enc = params['g']['encoder']
+    mu = feats @ enc['mu']['kernel'] + enc['mu']['bias']
+    np.testing.assert_allclose(mu, net.encode(params, x, KEY)[1], atol=1e-5)
+    xs = np.broadcast_to(np.asarray(x)[:, None], (5, c.model.steps, 784))
+    np.testing.assert_allclose(feats, _reference_lstm(enc['LSTM_0'], xs), atol=1e-5)
 
 
 @pytest.mark.parametrize('joint', [0, 6])

@@ -21,8 +21,7 @@ from test_train import final_params, tiny  # noqa: E402
 
 
 def tiny_toy(seeds, **train_overrides):
-    c = tiny(toy_config.get_config(), **train_overrides)
-    c.model.hidden = 8
+    c = tiny(toy_config, **train_overrides)
     c.sweep = (('seed', tuple(seeds)),)
     return c
 

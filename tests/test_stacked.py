@@ -64,15 +64,10 @@ def test_pack_concatenates_each_groups_images_along_channels():
                                   [[0, 1, 2, 3], [4, 5, 6, 7]])  # 2-D samples end to end
 
 
-def tiny_config(setting='small_d', strategy='recurrent', k=2):
-    c = stacked_config.get_config(setting)
-    c.sweep = ()
-    c.model.strategy, c.model.k = strategy, k
-    c.model.g_widths, c.model.d_widths, c.model.lstm_hidden = (8, 4, 4, 2), (2, 2, 4), 3
-    c.model.latent, c.model.mb_kernels, c.model.mb_kernel_dim = 6, 2, 2
-    c.train.num_steps, c.train.batch_size = 4, 4 * k
-    c.train.iterations_per_call = c.train.log_every = c.checkpoint.every = 2
-    c.eval.num_samples, c.eval.snapshot_steps = 30, (2,)
+def tiny_config(strategy='recurrent', k=2):
+    """`configs/stacked_mnist.py:tiny` with another discriminator (4 groups of k per batch)."""
+    c = stacked_config.get_config('tiny')
+    c.model.strategy, c.model.k, c.train.batch_size = strategy, k, 4 * k
     return c
 
 

@@ -229,14 +229,9 @@ def test_tied_sweep_values_must_match_their_paths():
 
 
 def tiny_config(strategy, k):
-    c = mixtures_config.get_config()
-    c.sweep = ()
-    c.model.strategy, c.model.k = strategy, k
-    c.model.g_hidden, c.model.g_layers, c.model.d_hidden, c.model.lstm_hidden = 8, 2, 8, 6
-    c.model.maxout_pieces, c.model.mb_kernels = 2, 3
-    c.train.num_steps, c.train.batch_size = 4, 4 * k
-    c.train.iterations_per_call = c.train.log_every = c.checkpoint.every = 2
-    c.eval.num_samples, c.eval.snapshot_steps = 50, (2,)
+    """`configs/mixtures.py:tiny` with another discriminator (4 groups of k per batch)."""
+    c = mixtures_config.get_config('tiny')
+    c.model.strategy, c.model.k, c.train.batch_size = strategy, k, 4 * k
     return c
 
 

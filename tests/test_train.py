@@ -21,18 +21,14 @@ import rdgan as rdgan_config  # noqa: E402
 import toy as toy_config  # noqa: E402
 
 
-def tiny(config, mnist_dir='', judge_path='', **train):
-    c = config
-    c.train.num_steps = 4
-    c.train.batch_size = 8
-    c.model.k = 2
-    c.train.iterations_per_call = 2
-    c.train.log_every = 2
-    c.checkpoint.every = 2
+def tiny(config_module, mnist_dir='', judge_path='', **train):
+    """`config_module`'s `tiny` variant (4 iterations of 8 samples, checkpoints at 2 and 4), with
+    20 samples judged at the end, a snapshot at 2 (no judge unless `eval.snapshot_samples` is set),
+    the MNIST IDX folder `mnist_dir` and judge, and `train` overrides."""
+    c = config_module.get_config('tiny')
     c.eval.num_samples = 20
     c.eval.snapshot_steps = (2,)
     c.eval.snapshot_samples = 0
-    c.sweep = ()
     if mnist_dir:
         c.data.source, c.data.dir = 'idx', mnist_dir
         c.eval.classifier = judge_path
@@ -65,7 +61,7 @@ def test_toy_learns_the_analytic_curve(tmp_path):
 
 
 def test_rdgan_end_to_end_writes_samples_and_metrics(tmp_path, mnist_dir, judge_path):
-    c = tiny(rdgan_config.get_config(), mnist_dir, judge_path)
+    c = tiny(rdgan_config, mnist_dir, judge_path)
     c.eval.snapshot_samples = 12
     results = train.train_and_evaluate(c, str(tmp_path))
     rows = [json.loads(line) for line in open(tmp_path / 'metrics.jsonl')]
@@ -83,7 +79,7 @@ def test_rdgan_end_to_end_writes_samples_and_metrics(tmp_path, mnist_dir, judge_
 
 
 def test_bigran_end_to_end_writes_figures_and_arrays(tmp_path, mnist_dir, judge_path):
-    c = tiny(bigran_config.get_config('tiny'), mnist_dir, judge_path)
+    c = tiny(bigran_config, mnist_dir, judge_path)
     c.model.hidden = 16
     c.eval.snapshot_samples = 12
     results = train.train_and_evaluate(c, str(tmp_path))
@@ -106,11 +102,11 @@ def test_bigran_end_to_end_writes_figures_and_arrays(tmp_path, mnist_dir, judge_
 
 
 def test_resume_continues_exactly(tmp_path):
-    c = tiny(toy_config.get_config())
+    c = tiny(toy_config)
     c.model.hidden = 16
     c.train.num_steps = 8
     train.train_and_evaluate(c, str(tmp_path / 'straight'))
-    half = tiny(toy_config.get_config())
+    half = tiny(toy_config)
     half.model.hidden = 16
     half.train.num_steps = 4
     train.train_and_evaluate(half, str(tmp_path / 'resumed'))
@@ -121,8 +117,7 @@ def test_resume_continues_exactly(tmp_path):
 
 def test_relative_workdir_is_saved_and_resumed(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    c = tiny(toy_config.get_config())
-    c.model.hidden = 8
+    c = tiny(toy_config)
     train.train_and_evaluate(c, 'runs/toy')
     assert sorted(os.listdir(tmp_path / 'runs/toy/checkpoints')) == ['2', '4']
     c.train.num_steps = 6
@@ -132,15 +127,14 @@ def test_relative_workdir_is_saved_and_resumed(tmp_path, monkeypatch):
 def test_same_seed_same_numbers_other_seed_other_numbers(tmp_path):
     runs = {}
     for name, seed in (('a', 0), ('b', 0), ('c', 1)):
-        c = tiny(toy_config.get_config())
+        c = tiny(toy_config)
         c.model.hidden, c.seed = 16, seed
         runs[name] = train.train_and_evaluate(c, str(tmp_path / name))['table']
     assert runs['a'] == runs['b'] and runs['a'] != runs['c']
 
 
 def test_training_step_compiles_once():
-    c = tiny(toy_config.get_config())
-    c.model.hidden = 8
+    c = tiny(toy_config)
     run = train.Run(c)
     state = run.init_state()
     fn = run.step_fn(2)
@@ -150,10 +144,9 @@ def test_training_step_compiles_once():
 
 
 def test_workdir_of_another_experiment_is_refused(tmp_path, mnist_dir, judge_path):
-    c = tiny(toy_config.get_config())
-    c.model.hidden = 8
+    c = tiny(toy_config)
     train.train_and_evaluate(c, str(tmp_path))
-    other = tiny(rdgan_config.get_config(), mnist_dir, judge_path)
+    other = tiny(rdgan_config, mnist_dir, judge_path)
     with pytest.raises(checkpoints.CheckpointError, match="experiment 'toy'"):
         train.train_and_evaluate(other, str(tmp_path))
 
@@ -163,14 +156,14 @@ def test_workdir_of_another_experiment_is_refused(tmp_path, mnist_dir, judge_pat
     (dict(num_steps=-1), 'train.num_steps'),
 ])
 def test_bad_config_values_are_named(tmp_path, override, message):
-    c = tiny(toy_config.get_config(), **override)
+    c = tiny(toy_config, **override)
     with pytest.raises(ValueError, match=message):
         train.train_and_evaluate(c, str(tmp_path))
     assert not os.path.exists(tmp_path / 'checkpoints')
 
 
 def test_missing_data_folder_is_named(tmp_path):
-    c = tiny(rdgan_config.get_config(), str(tmp_path / 'nowhere'), '')
+    c = tiny(rdgan_config, str(tmp_path / 'nowhere'), '')
     with pytest.raises(data.DataError, match='nowhere'):
         train.train_and_evaluate(c, str(tmp_path / 'wd'))
 

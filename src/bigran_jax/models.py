@@ -114,6 +114,9 @@ class Encoder(nn.Module):
           `(z, mu, logvar)`, each `[B, steps, latent]`.
         """
         h = LSTM(self.hidden, unroll=self.unroll, numerics=self.numerics)(x, length=self.steps)
+        # The layer before the output, `[B, steps, hidden]`: BiGAN's code scores its encoder's
+        # features there too ("NNC_e-"); read with `mutable=['intermediates']`.
+        self.sow('intermediates', 'features', h)
         init = dense_init(self.numerics)
         mu = nn.Dense(self.latent, kernel_init=init, name='mu')(h)
         logvar = nn.Dense(self.latent, kernel_init=init, name='logvar')(h)

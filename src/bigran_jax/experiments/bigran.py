@@ -31,7 +31,8 @@ from bigran_jax.util import batched
 
 NEEDS_DATA = True
 SUMMARY_COLUMNS = ['modes_covered', 'kl_to_uniform', 'mean_confidence', 'frechet_distance',
-                   'class_agreement', 'class_agreement_mu', 'nearest_neighbour_accuracy']
+                   'class_agreement', 'class_agreement_mu', 'nearest_neighbour_accuracy',
+                   'nearest_neighbour_accuracy_features']
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,6 +73,15 @@ class BiGRAN:
         x = jnp.reshape(x, (x.shape[0], IMAGE_SIZE))
         eps = jax.random.normal(key, (x.shape[0], self.steps, self.latent))
         return self.encoder.apply({'params': params['g']['encoder']}, x, eps)
+
+    def features(self, params, x):
+        """The encoder's LSTM outputs, the layer before its mu and log sigma^2 heads,
+        `[B, t, hidden]` (the features BiGAN's code also scores by 1-NN, beside its output)."""
+        x = jnp.reshape(x, (x.shape[0], IMAGE_SIZE))
+        eps = jnp.zeros((x.shape[0], self.steps, self.latent))
+        _, state = self.encoder.apply({'params': params['g']['encoder']}, x, eps,
+                                      mutable=['intermediates'])
+        return state['intermediates']['features'][0]
 
     def decode(self, params, z):
         """`z` `[B, t, m]` -> the canvas after every step, `[B, t, 784]` in [0, 1]."""
@@ -189,12 +199,19 @@ def evaluate(params, config, mnist, key, workdir) -> tuple[dict, list, str]:
     reconstruct_mu = jax.jit(lambda x: net.decode(params, net.encode(
         params, x, jax.random.key(0))[1])[:, -1])
     pred_mu = clf.predict(batched(reconstruct_mu, test_x))[0].argmax(-1)
-    encode_mu = jax.jit(lambda x: net.encode(params, x, jax.random.key(0))[1].reshape(len(x), -1))
+    # 1-NN classification of the test set by the training set, on the encoder's means and on the
+    # layer before them (BiGAN's code reports both: NNC_e and NNC_e-).
     train_x = mnist.train_images.reshape(-1, IMAGE_SIZE).astype(np.float32) / 255.0
-    nn_acc = metrics.nearest_neighbour_accuracy(
-        batched(encode_mu, train_x), mnist.train_labels,
-        batched(encode_mu, test_x[:mnist.test_images.shape[0]]),
-        test_y[:mnist.test_images.shape[0]])
+    n_test = mnist.test_images.shape[0]
+    nn = {}
+    mu = lambda x: net.encode(params, x, jax.random.key(0))[1]  # noqa: E731
+    for name, fn in (('nearest_neighbour_accuracy', mu),
+                     ('nearest_neighbour_accuracy_features', lambda x: net.features(params, x))):
+        flat = jax.jit(lambda x, fn=fn: fn(x).reshape(len(x), -1))
+        nn[name] = metrics.nearest_neighbour_accuracy(
+            batched(flat, train_x), mnist.train_labels, batched(flat, test_x[:n_test]),
+            test_y[:n_test])
+    nn_acc = nn['nearest_neighbour_accuracy']
     results.update({
         'num_samples': n,
         'class_agreement': metrics.class_agreement(probs_test.argmax(-1), pred_rec),
@@ -202,14 +219,15 @@ def evaluate(params, config, mnist, key, workdir) -> tuple[dict, list, str]:
         'sample_step_frechet': sample_step_frechet,
         'step_error': [float(e) for e in step_error], 'step_error_last': float(step_error[-1]),
         'step_frechet': step_frechet,
-        'nearest_neighbour_accuracy': nn_acc})
+        **nn})
     text = (f"{results['modes_covered']} modes, KL to uniform {results['kl_to_uniform']:.4f}, "
             f"Frechet distance {results['frechet_distance']:.3f}\n"
             f"judge confidence {results['mean_confidence']:.3f}; per-step Frechet distance of "
             f"the samples' canvases {' '.join(f'{e:.1f}' for e in sample_step_frechet)}\n"
             f"reconstruction class agreement {results['class_agreement']:.4f} "
             f"(z = mu: {results['class_agreement_mu']:.4f}), "
-            f"1-NN accuracy on encoder means {nn_acc:.4f}\n"
+            f"1-NN accuracy on encoder means {nn_acc:.4f} (on the layer before them "
+            f"{nn['nearest_neighbour_accuracy_features']:.4f})\n"
             f"per-step reconstruction MSE {' '.join(f'{e:.4f}' for e in step_error)}\n"
             f"per-step Frechet distance of the canvases to the test images "
             f"{' '.join(f'{e:.1f}' for e in step_frechet)}")
