@@ -24,7 +24,9 @@ way):
   the discriminator wins within a few hundred iterations and the samples are faint blobs at
   2,000 iterations. Under this one, k = 4 reaches 8 classes and KL 0.44 in each of 3 seeds (the
   paper's own k = 4 figure: 9 classes, KL 0.47), but k = 1 reaches the same KL, so the paper's
-  k effect does not show (README, *RD-GAN*, has the measurements).
+  k effect does not show; nor with k = 2 or 8, at 3x the iterations, or with a moving average
+  of the generator (`train.g_ema`): k >= 4 gives the best single run and the worst collapses
+  (README, *RD-GAN*, has the measurements).
 - 'reference': the paper's schedule (4 D updates per G update; Adam 3e-4 / 1e-4, b1 0.9, Keras
   decay 1e-4 / 4e-4; L1 1e-5 / 1e-6 on the weights).
 - 'keras1': 'reference' with the numerics the paper's code inherited from Keras 1

@@ -39,3 +39,14 @@ def test_mean_curve_averages_a_dotted_key_at_the_iterations_all_runs_logged(tmp_
         plot_metric.main(['--metric=d_loss', f'--out={out}', f'k4={a},nowhere'])
     with pytest.raises(SystemExit, match='k4 logged no'):
         plot_metric.main(['--metric=g_loss', f'--out={out}', f'k4={a},{b}'])
+
+
+def test_line_plot_draws_every_curve_however_many(tmp_path, monkeypatch):
+    from bigran_jax import figures
+    drawn = []
+    monkeypatch.setattr(figures, '_save_figure',
+                        lambda fig, path: drawn.append(fig.axes[0].get_lines()) or path)
+    curves = {f'run {i}': [i, i + 1, i + 2] for i in range(7)}  # more curves than markers
+    figures.save_line_plot(str(tmp_path / 'p.png'), [1, 2, 3], curves, xlabel='x', ylabel='y',
+                           title='t')
+    assert [line.get_label() for line in drawn[0]] == list(curves)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 
 from bigran_jax.util import atomic_write
@@ -77,7 +79,8 @@ def save_line_plot(path: str, x, curves: dict, *, xlabel: str, ylabel: str, titl
     `(x, y)`, each curve on its own abscissae), written as PNG."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(5, 3.5), dpi=120)
-    for (label, y), marker in zip(curves.items(), 'osx^d', strict=False):
+    markers = itertools.cycle('osx^dv*P')  # as many lines as curves, markers repeat
+    for (label, y), marker in zip(curves.items(), markers, strict=False):  # cycle: endless
         xs, ys = y if x is None else (x, y)
         ax.plot(xs, ys, marker=marker if len(xs) <= 30 else None, label=label)
     ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
