@@ -97,6 +97,7 @@ def test_bigran_end_to_end_writes_figures_and_arrays(tmp_path, mnist_dir, judge_
     assert len(results['step_frechet']) == len(results['sample_step_frechet']) == 3
     assert 0.0 <= results['class_agreement_mu'] <= 1.0 and results['train_seconds'] > 0
     assert 0.0 <= results['nearest_neighbour_accuracy'] <= 1.0
+    assert 0.0 <= results['nearest_neighbour_accuracy_features'] <= 1.0
     for fig in ('samples.png', 'reconstructions.png', 'canvas_steps.png'):
         assert (tmp_path / fig).exists()
 
