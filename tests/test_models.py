@@ -197,11 +197,11 @@ def test_bigran_features_are_the_layer_under_the_encoders_means():
     net = bigran.model(c)
     params = net.init(KEY)
     x = jax.random.uniform(jax.random.key(1), (5, 784))
-    feats = net.features(params, x)
+    feats, mu = net.features(params, x)
     assert feats.shape == (5, c.model.steps, c.model.hidden)
     enc = params['g']['encoder']
-    mu = feats @ enc['mu']['kernel'] + enc['mu']['bias']
     np.testing.assert_allclose(mu, net.encode(params, x, KEY)[1], atol=1e-5)
+    np.testing.assert_allclose(feats @ enc['mu']['kernel'] + enc['mu']['bias'], mu, atol=1e-5)
     xs = np.broadcast_to(np.asarray(x)[:, None], (5, c.model.steps, 784))
     np.testing.assert_allclose(feats, _reference_lstm(enc['LSTM_0'], xs), atol=1e-5)
 

@@ -75,13 +75,14 @@ class BiGRAN:
         return self.encoder.apply({'params': params['g']['encoder']}, x, eps)
 
     def features(self, params, x):
-        """The encoder's LSTM outputs, the layer before its mu and log sigma^2 heads,
-        `[B, t, hidden]` (the features BiGAN's code also scores by 1-NN, beside its output)."""
+        """`(h, mu)` from one pass of the encoder: its LSTM outputs `[B, t, hidden]`, the layer
+        before its mu and log sigma^2 heads (BiGAN's code scores both by 1-NN), and mu
+        `[B, t, m]`."""
         x = jnp.reshape(x, (x.shape[0], IMAGE_SIZE))
         eps = jnp.zeros((x.shape[0], self.steps, self.latent))
-        _, state = self.encoder.apply({'params': params['g']['encoder']}, x, eps,
-                                      mutable=['intermediates'])
-        return state['intermediates']['features'][0]
+        (_, mu, _), state = self.encoder.apply({'params': params['g']['encoder']}, x, eps,
+                                               mutable=['intermediates'])
+        return state['intermediates']['features'][0], mu
 
     def decode(self, params, z):
         """`z` `[B, t, m]` -> the canvas after every step, `[B, t, 784]` in [0, 1]."""
@@ -203,14 +204,12 @@ def evaluate(params, config, mnist, key, workdir) -> tuple[dict, list, str]:
     # layer before them (BiGAN's code reports both: NNC_e and NNC_e-).
     train_x = mnist.train_images.reshape(-1, IMAGE_SIZE).astype(np.float32) / 255.0
     n_test = mnist.test_images.shape[0]
-    nn = {}
-    mu = lambda x: net.encode(params, x, jax.random.key(0))[1]  # noqa: E731
-    for name, fn in (('nearest_neighbour_accuracy', mu),
-                     ('nearest_neighbour_accuracy_features', lambda x: net.features(params, x))):
-        flat = jax.jit(lambda x, fn=fn: fn(x).reshape(len(x), -1))
-        nn[name] = metrics.nearest_neighbour_accuracy(
-            batched(flat, train_x), mnist.train_labels, batched(flat, test_x[:n_test]),
-            test_y[:n_test])
+    codes = jax.jit(lambda x: [a.reshape(len(x), -1) for a in net.features(params, x)])
+    train_codes, test_codes = batched(codes, train_x), batched(codes, test_x[:n_test])
+    nn = {name: metrics.nearest_neighbour_accuracy(train_codes[i], mnist.train_labels,
+                                                   test_codes[i], test_y[:n_test])
+          for i, name in enumerate(('nearest_neighbour_accuracy_features',
+                                    'nearest_neighbour_accuracy'))}
     nn_acc = nn['nearest_neighbour_accuracy']
     results.update({
         'num_samples': n,
