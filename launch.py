@@ -9,6 +9,7 @@ Several hosts (or processes) train one run together when each starts the same co
 share; process 0 writes the logs, figures and results; all take part in each checkpoint.
 """
 
+import contextlib
 import logging as pylogging
 import sys
 
@@ -45,14 +46,22 @@ def main(argv):
                                           FLAGS.process_id)
     logging.info('JAX %s, process %d of %d, devices: %s', jax.__version__, jax.process_index(),
                  jax.process_count(), jax.devices())
-    run(FLAGS.config, FLAGS.workdir, FLAGS.mode)
+    config, workdir = FLAGS.config, FLAGS.workdir
+    with one_line_errors():
+        if config.sweep:  # every member, in populations where they can share a program
+            sweep.run(config, workdir, FLAGS.mode)
+        elif FLAGS.mode == 'eval':
+            train.evaluate_checkpoint(config, workdir)
+        else:
+            train.train_and_evaluate(config, workdir)
 
 
-def run(config, workdir: str, mode: str = 'train') -> dict:
-    """`sweep.run`, with what the user can fix (config, data, workdir, a diverged run) or has
-    asked for (SIGTERM, Ctrl-C) reported in one line rather than a traceback."""
+@contextlib.contextmanager
+def one_line_errors():
+    """What the user can fix (config, data, workdir, a diverged run) or has asked for (SIGTERM,
+    Ctrl-C) reported in one line rather than a traceback."""
     try:
-        return sweep.run(config, workdir, mode)
+        yield
     except train.USER_ERRORS as e:
         sys.exit(f'launch.py: {type(e).__name__}: {e}')
     except KeyboardInterrupt as e:

@@ -26,7 +26,7 @@ import time
 import numpy as np
 from absl import app, flags, logging
 
-from bigran_jax import report, sweep, train
+from bigran_jax import population, report, sweep
 from bigran_jax.experiments import stacked, synthetic
 
 CONFIGS = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'configs')
@@ -164,7 +164,7 @@ def run_benchmark(name: str, workdir: str, **kwargs) -> list[dict]:
         done = [(report.read_results(dirs[n]) or {}).get('step') == steps for n in names]
         if not all(done):
             logging.info('%s: training %s, %d seeds, %d iterations', name, label, len(names), steps)
-            train.train_population([ms[n] for n in names], [dirs[n] for n in names])
+            population.train_population([ms[n] for n in names], [dirs[n] for n in names])
         results = [report.read_results(dirs[n]) for n in names]
         rows.append({
             'row': label, 'seeds': len(names), 'iterations': steps,

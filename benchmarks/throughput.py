@@ -18,6 +18,7 @@ unrolled (XLA counts a `scan` body once, so the scanned program would undercount
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import time
@@ -26,7 +27,7 @@ import jax
 from absl import app, flags
 from ml_collections import config_flags
 
-from bigran_jax import steps, train
+from bigran_jax import population, steps, train
 
 _CONFIG = config_flags.DEFINE_config_file(
     'config', os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'configs',
@@ -61,11 +62,8 @@ def iteration_flops(run: train.Run, state, images) -> float:
         if not count:
             continue
 
-        def update(s, key, player=player):
-            k_batch, k_loss = jax.random.split(key)
-            batch = game.sample(images, k_batch, run.per_device_batch)
-            return steps.player_update(s, batch, k_loss, player=player, game=game, tx=run.tx)
-
+        update = functools.partial(steps.player_step, data=images, player=player, game=game,
+                                   tx=run.tx, batch_size=run.per_device_batch)
         cost = jax.jit(update).lower(state, jax.random.key(0)).compile().cost_analysis()
         cost = cost[0] if isinstance(cost, list) else cost
         total += count * float(cost['flops'])
@@ -82,10 +80,10 @@ def main(argv):
         member = config.copy_and_resolve_references()
         member.seed = seed
         members.append(member)
-    run = train.Run(*members)
+    run = population.Population(*members) if len(members) > 1 else train.Run(config)
     images = run.train_images
     state = run.init_state()
-    flops = iteration_flops(run, jax.tree.map(lambda x: x[0], jax.device_get(state)), images)
+    flops = iteration_flops(run, run.split(jax.device_get(state))[0], images)
     step = run.step_fn(_CALL.value)
     t0 = time.perf_counter()
     step = step.lower(state, images, run.loop_keys).compile()

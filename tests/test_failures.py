@@ -234,8 +234,8 @@ def test_workdir_of_another_experiment_is_left_as_it_was(resumed, tmp_path):
 
 
 def test_launch_reports_user_errors_in_one_line(tmp_path):
-    with pytest.raises(SystemExit) as e:
-        launch.run(toy(train__batch_size=9), str(tmp_path))
+    with pytest.raises(SystemExit) as e, launch.one_line_errors():
+        train.train_and_evaluate(toy(train__batch_size=9), str(tmp_path))
     assert e.value.code == ('launch.py: ConfigError: config.train.batch_size=9: must be a '
                             'multiple of model.k=2')
     # The same through the command line: the last line of stderr, no traceback.

@@ -10,7 +10,7 @@ import jax
 import numpy as np
 import pytest
 
-from bigran_jax import sweep, train
+from bigran_jax import population, sweep, train
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, 'configs'))
@@ -40,13 +40,13 @@ def test_members_that_differ_only_in_seed_form_one_population():
     c.population = False
     assert sweep.populations(sweep.members(c)) == [[name] for name in ms]
     with pytest.raises(ValueError, match='may differ only in seed, train.d_lr'):
-        train.Run(ms['k=1_seed=0'], ms['k=2_seed=0'])
+        population.Population(ms['k=1_seed=0'], ms['k=2_seed=0'])
 
 
 def test_population_of_four_seeds_equals_four_separate_runs(tmp_path, monkeypatch):
     calls = []
-    train_population = train.train_population
-    monkeypatch.setattr(train, 'train_population',
+    train_population = population.train_population
+    monkeypatch.setattr(population, 'train_population',
                         lambda configs, workdirs: calls.append(len(configs)) or
                         train_population(configs, workdirs))
     c = tiny_toy(range(4))
@@ -74,7 +74,7 @@ def test_members_with_other_learning_rates_train_as_one_population_exactly_as_al
     c.sweep = (('train.d_lr', (1e-2, 1e-3)), ('train.adam_b1', (0.9, 0.5)))
     ms = sweep.members(c)
     assert sweep.populations(ms) == [list(ms)]
-    together = train.train_population(list(ms.values()),
+    together = population.train_population(list(ms.values()),
                                       [str(tmp_path / 'together' / n) for n in ms])
     for i, (name, member) in enumerate(ms.items()):
         alone = train.train_and_evaluate(member, str(tmp_path / 'alone' / name))

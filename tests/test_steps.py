@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from bigran_jax import steps
+from bigran_jax import optim, steps
 from bigran_jax.experiments import bigran, rdgan
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -39,7 +39,7 @@ def setup(config, experiment, n=8, optimizer=None):
     optimiser, built once per config and shared (initialising a BiGRAN takes seconds)."""
     key = (experiment.__name__, config.to_json(), n)
     if optimizer is None and key not in _SETUPS:
-        _SETUPS[key] = _setup(config, experiment, n, steps.keras_decay_adam(1e-2, 0.0))
+        _SETUPS[key] = _setup(config, experiment, n, optim.keras_decay_adam(1e-2, 0.0))
     return _SETUPS[key] if optimizer is None else _setup(config, experiment, n, optimizer)
 
 
@@ -60,7 +60,7 @@ def _setup(config, experiment, n, optimizer):
 
 def test_updates_are_pure():
     game, tx, state, images, _ = setup(small_bigran(), bigran)
-    fn = jax.jit(lambda s, k: steps.train_iteration(s, images, k, game=game, tx=tx, batch_size=4,
+    fn = jax.jit(lambda s, k: steps.train_iteration(s, k, data=images, game=game, tx=tx, batch_size=4,
                                                     d_steps=2, g_steps=1))
     a, ma = fn(state, jax.random.key(3))
     b, mb = fn(state, jax.random.key(3))
@@ -166,7 +166,7 @@ MULTI_DEVICE = textwrap.dedent("""
     from jax.sharding import Mesh, PartitionSpec as P
     sys.path.insert(0, 'tests')
     from test_steps import setup, small_rdgan
-    from bigran_jax import steps
+    from bigran_jax import optim, steps
     from bigran_jax.experiments import rdgan
     assert jax.device_count() == 2, jax.devices()
     # plain SGD, so parameters differ exactly as the gradients do (Adam's first step is about
@@ -210,7 +210,7 @@ def test_generator_moving_average_follows_the_generator_only():
     assert 'g_ema' not in plain.params and steps.evaluation_params(plain) is plain.params
     jax.tree.map(np.testing.assert_array_equal, state.params['g_ema'], state.params['g'])
     fn = jax.jit(lambda s, k: steps.train_iteration(
-        s, images, k, game=game, tx=tx, batch_size=4, d_steps=1, g_steps=1, g_ema=0.9))
+        s, k, data=images, game=game, tx=tx, batch_size=4, d_steps=1, g_steps=1, g_ema=0.9))
     one, _ = fn(state, jax.random.key(3))
     two, _ = fn(one, jax.random.key(4))
     want = jax.tree.map(lambda e, g1, g2: 0.9 * (0.9 * e + 0.1 * g1) + 0.1 * g2,

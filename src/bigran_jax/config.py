@@ -101,6 +101,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
     need(config.train.num_steps >= 0, 'train.num_steps', 'must be >= 0')
     need(config.train.d_steps >= 0 and config.train.g_steps >= 0, 'train.d_steps',
          'update counts must be >= 0')
+    need(config.experiment != 'toy' or config.train.g_steps == 0, 'train.g_steps',
+         'must be 0 for the toy experiment (it has no generator)')
     need(0 <= config.train.g_ema < 1, 'train.g_ema', 'must be in [0, 1) (0: no moving average)')
     need(config.train.iterations_per_call >= 1, 'train.iterations_per_call', 'must be >= 1')
     need(config.train.log_every >= 1, 'train.log_every', 'must be >= 1')

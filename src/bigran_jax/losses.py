@@ -1,8 +1,12 @@
-"""Losses, as pure functions: binary cross-entropy (on logits, or Keras 1's clipped form), the L1
-weight penalty, the sample-vs-noise GAN game, and BiGRAN's discriminator and encoder+decoder losses
-with their optional fidelity terms (ALICE's cycle, a latent cycle) and regulariser (R1)."""
+"""Every game's losses, as pure module-level functions: binary cross-entropy (on logits, or
+Keras 1's clipped form), the L1 weight penalty, the toy's discriminator loss, the sample-vs-noise
+GAN game's two losses, and BiGRAN's discriminator and encoder+decoder losses with their optional
+fidelity terms (ALICE's cycle, a latent cycle) and regulariser (R1). Each docstring gives its
+formula; the experiments bind their networks and config with functools.partial."""
 
 from __future__ import annotations
+
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -47,35 +51,66 @@ def l1_penalty(params) -> jax.Array:
     return sum(kernels, jnp.zeros(()))
 
 
-def gan_losses(discriminate, generate, train, *, clip: bool = False):
-    """The GAN losses of a game whose batches hold real samples `'real'` and noise `'z'`.
+def d_terms(real_logits, fake_logits, real_label, *, clip: bool = False, weights=None):
+    """The discriminator's cross-entropy: `BCE(real, real_label) + BCE(fake, 0)`."""
+    return (bce(real_logits, real_label, clip=clip, weights=weights)
+            + bce(fake_logits, 0.0, clip=clip, weights=weights))
 
-    Args:
-      discriminate: `(d_params, samples, key) -> logits`; `key` drives whatever is random in
-        the discriminator (dropout, instance noise), if anything; each call gets its own.
-      generate: `(g_params, z) -> samples`.
-      train: the config's `train` (`real_label` for one-sided label smoothing, `d_l1`, `g_l1`).
-      clip: Keras 1's clipped cross-entropy (`bce`).
 
-    Returns:
-      `(d_loss, g_loss)` with `steps.Game`'s signatures: D scores real samples as `real_label`
-      and generated ones as 0; G is non-saturating (its samples scored as 1); each adds its L1
-      penalty to the loss it optimises and reports the loss without it.
+def toy_d_loss(discriminate, d_params, batch, *, clip: bool = False):
+    """The toy's discriminator loss (paper section 3.1), `(loss, metrics)`:
+
+        loss = (BCE(D(real), 1) + BCE(D(fake), 0)) / 2
+
+    Keras's loss on the concatenated batch of real and fake sequences (the mean over both).
+    `discriminate`: `(d_params, samples) -> logits`; `batch`: `'real'` and `'fake'` samples.
     """
-    def d_loss(d_params, g_params, batch, key):
-        k_real, k_fake = jax.random.split(key)
-        real_logits = discriminate(d_params, batch['real'], k_real)
-        fake_logits = discriminate(d_params, generate(g_params, batch['z']), k_fake)
-        loss = bce(real_logits, train.real_label, clip=clip) + bce(fake_logits, 0.0, clip=clip)
-        return loss + train.d_l1 * l1_penalty(d_params), {
-            'd_loss': loss, 'd_real': jax.nn.sigmoid(real_logits).mean(),
-            'd_fake': jax.nn.sigmoid(fake_logits).mean()}
+    loss = 0.5 * d_terms(discriminate(d_params, batch['real']),
+                         discriminate(d_params, batch['fake']), 1.0, clip=clip)
+    return loss, {'d_loss': loss}
 
-    def g_loss(g_params, d_params, batch, key):
-        loss = bce(discriminate(d_params, generate(g_params, batch['z']), key), 1.0, clip=clip)
-        return loss + train.g_l1 * l1_penalty(g_params), {'g_loss': loss}
 
-    return d_loss, g_loss
+# The sample-vs-noise GAN games (RD-GAN, the 2-D mixtures, stacked MNIST). `discriminate`:
+# `(d_params, samples, key) -> logits`, `key` driving whatever is random in the discriminator
+# (dropout, instance noise), each call its own; `generate`: `(g_params, z) -> samples`; `train`:
+# the config's `train` (`real_label` for one-sided label smoothing, `d_l1`, `g_l1`); a batch holds
+# real samples `'real'` and noise `'z'`. Experiments bind the first three with functools.partial,
+# giving `steps.Game`'s signatures.
+
+def gan_d_loss(discriminate, generate, train, d_params, g_params, batch, key, *,
+               clip: bool = False):
+    """The GAN discriminator's loss, `(loss, metrics)`:
+
+        loss = BCE(D(x), real_label) + BCE(D(G(z)), 0) + d_l1 * sum |W_D|
+
+    Reported `d_loss` is the cross-entropy alone; `d_real`, `d_fake` the mean probabilities.
+    """
+    k_real, k_fake = jax.random.split(key)
+    real = discriminate(d_params, batch['real'], k_real)
+    fake = discriminate(d_params, generate(g_params, batch['z']), k_fake)
+    loss = d_terms(real, fake, train.real_label, clip=clip)
+    return loss + train.d_l1 * l1_penalty(d_params), {
+        'd_loss': loss, 'd_real': jax.nn.sigmoid(real).mean(),
+        'd_fake': jax.nn.sigmoid(fake).mean()}
+
+
+def gan_g_loss(discriminate, generate, train, g_params, d_params, batch, key, *,
+               clip: bool = False):
+    """The GAN generator's non-saturating loss, `(loss, metrics)`:
+
+        loss = BCE(D(G(z)), 1) + g_l1 * sum |W_G|
+
+    Reported `g_loss` is the cross-entropy alone.
+    """
+    loss = bce(discriminate(d_params, generate(g_params, batch['z']), key), 1.0, clip=clip)
+    return loss + train.g_l1 * l1_penalty(g_params), {'g_loss': loss}
+
+
+def gan_losses(discriminate, generate, train, *, clip: bool = False) -> tuple:
+    """`(d_loss, g_loss)`: `gan_d_loss` and `gan_g_loss` bound to one game's networks and
+    config, with `steps.Game`'s signatures."""
+    return tuple(functools.partial(loss, discriminate, generate, train, clip=clip)
+                 for loss in (gan_d_loss, gan_g_loss))
 
 
 # BiGRAN (paper section 4). `net` is a `bigran_jax.experiments.bigran.BiGRAN`, `train` the config's
@@ -125,9 +160,8 @@ def bigran_d_loss(net, train, d_params, g_params, batch, key, *, clip: bool = Fa
     else:
         real, r1 = score(batch['x'], z_real), jnp.zeros(())
     fake = _discriminate(net, d_params, canvases, batch['z'], k_fake)
-    w = step_weights(train.step_power, net.steps)
-    loss = (bce(real, train.real_label, clip=clip, weights=w)
-            + bce(fake, 0.0, clip=clip, weights=w))
+    loss = d_terms(real, fake, train.real_label, clip=clip,
+                   weights=step_weights(train.step_power, net.steps))
     total = loss + train.d_l1 * l1_penalty(d_params) + 0.5 * train.r1 * r1
     return total, {'d_loss': loss, 'd_real': jax.nn.sigmoid(real).mean(),
                    'd_fake': jax.nn.sigmoid(fake).mean(), 'r1': r1}

@@ -7,11 +7,11 @@ The functions here are pure and un-transformed:
 `train.py` jits them and maps them over devices (`parallel.py`); tests call them bare or under
 `jax.vmap(..., axis_name=...)`, which runs the same collectives on one device.
 
-PRNG: an iteration's key is `fold_in(fold_in(run_key, step), shard)`; each update inside gets its
+PRNG: an iteration's key is `fold_in(fold_in(loop_key, step), shard)`; each update inside gets its
 own split. Nothing random is stored, so the state below is all a resume needs.
 
-A population (`population_iterations`) is `jax.vmap` of the same iteration over a leading member
-axis of the state and of the run keys: members share nothing but the program and the data.
+The optimisers (`tx`, one per player) are `bigran_jax.optim`'s; a population vmaps
+`train_iterations` over its members (`bigran_jax.population`).
 """
 
 from __future__ import annotations
@@ -40,14 +40,15 @@ class Game:
       sample: `(data, key, n) -> batch`, a dict of `[n, ...]` arrays: n real samples drawn from
         the on-device `data` and the noise the losses need.
       d_loss: the discriminator's loss, `(d_params, g_params, batch, key) -> (loss, metrics)`.
-      g_loss: the generator's loss, `(g_params, d_params, batch, key) -> (loss, metrics)`.
+      g_loss: the generator's loss, `(g_params, d_params, batch, key) -> (loss, metrics)`; None
+        for a game without a generator (the toy, trained with `train.g_steps = 0`).
     Losses are means over the batch, so averaging them over devices is the loss of the whole.
     """
 
     init: Callable[[jax.Array], dict]
     sample: Callable[[Any, jax.Array, int], dict]
     d_loss: Loss
-    g_loss: Loss
+    g_loss: Loss | None = None
 
     def loss(self, player: str) -> Loss:
         return self.d_loss if player == 'd' else self.g_loss
@@ -70,16 +71,6 @@ def evaluation_params(state: TrainState) -> dict:
     if 'g_ema' not in state.params:
         return state.params
     return {'d': state.params['d'], 'g': state.params['g_ema']}
-
-
-@optax.inject_hyperparams
-def keras_decay_adam(learning_rate: float, decay: float, b1: float = 0.9,
-                     b2: float = 0.999) -> optax.GradientTransformation:
-    """Adam with Keras 1's time decay, `lr / (1 + decay * update_count)`, as the paper's code.
-
-    The four numbers live in the optimiser state (`opt_state.hyperparams`), not in the compiled
-    program: members of a population may differ in them, and a rollback may lower the rate."""
-    return optax.adam(lambda count: learning_rate / (1.0 + decay * count), b1=b1, b2=b2)
 
 
 def init_state(game: Game, tx: dict, key: jax.Array, *, g_ema: float = 0.0) -> TrainState:
@@ -124,7 +115,16 @@ def player_update(state: TrainState, batch: dict, key, *, player: str, game: Gam
                          opt_state={**state.opt_state, player: opt_state}), metrics
 
 
-def train_iteration(state: TrainState, data, key, *, game: Game, tx: dict, batch_size: int,
+def player_step(state: TrainState, key, *, data, player: str, game: Game, tx: dict,
+                batch_size: int, axis_name: str | None = None) -> tuple[TrainState, dict]:
+    """A fresh batch of `batch_size` from `data` (`game.sample`), then `player_update` on it."""
+    k_batch, k_loss = jax.random.split(key)
+    batch = game.sample(data, k_batch, batch_size)
+    return player_update(state, batch, k_loss, player=player, game=game, tx=tx,
+                         axis_name=axis_name)
+
+
+def train_iteration(state: TrainState, key, *, data, game: Game, tx: dict, batch_size: int,
                     d_steps: int, g_steps: int, g_ema: float = 0.0,
                     axis_name: str | None = None) -> tuple[TrainState, dict]:
     """`d_steps` discriminator updates then `g_steps` generator updates, each on a fresh batch;
@@ -133,29 +133,23 @@ def train_iteration(state: TrainState, data, key, *, game: Game, tx: dict, batch
 
     Args:
       state: the train state (replicated across devices).
+      key: this iteration's key, `fold_in(loop_key, state.step)` (`train_iterations`); the
+        device index is folded in here.
       data: the on-device dataset batches are sampled from (or None).
-      key: the run's loop key; the step and the device index are folded in here.
       batch_size: samples per update on this device.
 
     Returns:
       The state one iteration later and the last update's metrics of each player.
     """
-    key = jax.random.fold_in(key, state.step)
     if axis_name is not None:
         key = jax.random.fold_in(key, lax.axis_index(axis_name))
     metrics = {}
     for player, n, k in zip(PLAYERS, (d_steps, g_steps), jax.random.split(key), strict=True):
-        if n == 0:
-            continue
-
-        def body(s, k_, player=player):
-            k_batch, k_loss = jax.random.split(k_)
-            batch = game.sample(data, k_batch, batch_size)
-            return player_update(s, batch, k_loss, player=player, game=game, tx=tx,
-                                 axis_name=axis_name)
-
-        state, m = lax.scan(body, state, jax.random.split(k, n))
-        metrics.update(jax.tree.map(lambda x: x[-1], m))
+        if n:
+            step = functools.partial(player_step, data=data, player=player, game=game, tx=tx,
+                                     batch_size=batch_size, axis_name=axis_name)
+            state, m = lax.scan(step, state, jax.random.split(k, n))
+            metrics.update(jax.tree.map(lambda x: x[-1], m))
     if g_ema > 0:
         ema = optax.incremental_update(state.params['g'], state.params['g_ema'], 1.0 - g_ema)
         state = state.replace(params={**state.params, 'g_ema': ema})
@@ -164,32 +158,16 @@ def train_iteration(state: TrainState, data, key, *, game: Game, tx: dict, batch
 
 def train_iterations(state: TrainState, data, key, *, num: int,
                      **kwargs) -> tuple[TrainState, dict]:
-    """`num` iterations in one compiled loop (fewer dispatches).
+    """`num` iterations in one compiled loop (fewer dispatches), iteration i with the key
+    `fold_in(key, state.step + i)`.
+
+    Args:
+      key: the run's loop key.
+      **kwargs: as `train_iteration`.
 
     Returns:
       The state `num` iterations later and every iteration's metrics, `[num]` each, so that the
       loop can name the first iteration where one stopped being finite.
     """
-    return lax.scan(lambda s, _: train_iteration(s, data, key, **kwargs), state, None, length=num)
-
-
-def population_iterations(states: TrainState, data, keys, **kwargs) -> tuple[TrainState, dict]:
-    """`train_iterations` of every member of a population in one program.
-
-    Args:
-      states: the members' states stacked on a leading axis, every leaf `[P, ...]`.
-      data: the dataset, shared by all members.
-      keys: each member's loop key, `[P]`.
-      **kwargs: as `train_iterations` (same game, optimisers, batch and device axis for all).
-
-    Returns:
-      The states and every iteration's metrics, `[P, num]` each: member i's slice is what
-      `train_iterations(states[i], data, keys[i], **kwargs)` returns.
-    """
-    fn = functools.partial(train_iterations, **kwargs)
-    if keys.shape[0] == 1:
-        # One member: the same computation without a batch axis of size 1, which XLA's CPU
-        # backend runs about 15% slower (every matmul becomes a batched dot).
-        out = fn(jax.tree.map(lambda x: x[0], states), data, keys[0])
-        return jax.tree.map(lambda x: x[None], out)
-    return jax.vmap(fn, in_axes=(0, None, 0))(states, data, keys)
+    keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, state.step + jnp.arange(num))
+    return lax.scan(functools.partial(train_iteration, data=data, **kwargs), state, keys)

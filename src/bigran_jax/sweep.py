@@ -4,7 +4,7 @@ A pair can also tie several fields together, `((path_a, path_b), ((a1, b1), (a2,
 values are tuples, one entry per path, and only the listed combinations are made.
 
 Members that differ only in `seed` and the optimiser's numbers (`config.POPULATION_FREE`: same
-shapes, same program) train together as one population (`train.train_population`) unless
+shapes, same program) train together as one population (`population.train_population`) unless
 `config.population` is False; members that change anything else, such as model.k, run one after
 another.
 """
@@ -19,7 +19,7 @@ import ml_collections
 from absl import logging
 
 from bigran_jax import config as config_lib
-from bigran_jax import report, train
+from bigran_jax import population, report, train
 from bigran_jax.experiments import EXPERIMENTS
 from bigran_jax.util import atomic_write
 
@@ -73,7 +73,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, mode: str = 'train') ->
             logging.info('sweep members %s of %d: %s', ', '.join(names), len(ms),
                          'one population' if len(names) > 1 else dirs[names[0]])
         if mode == 'train':
-            out = train.train_population([ms[n] for n in names], [dirs[n] for n in names])
+            out = population.train_population([ms[n] for n in names], [dirs[n] for n in names])
         else:
             out = [train.evaluate_checkpoint(ms[n], dirs[n]) for n in names]
         results.update(zip(names, out, strict=True))

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from bigran_jax import figures
-from bigran_jax.losses import bce, clips_bce
+from bigran_jax.losses import clips_bce, toy_d_loss
 from bigran_jax.models import GroupDiscriminator
 from bigran_jax.steps import Game
 
@@ -50,18 +50,11 @@ def make_game(config) -> Game:
                                        CATEGORIES)}
 
     def d_loss(d_params, g_params, batch, key):
-        del g_params, key
-        real = disc.apply({'params': d_params}, batch['real'])
-        fake = disc.apply({'params': d_params}, batch['fake'])
-        # Keras's loss on the concatenated batch: the mean over real and fake alike.
-        clip = clips_bce(config.model.numerics)
-        loss = 0.5 * (bce(real, 1.0, clip=clip) + bce(fake, 0.0, clip=clip))
-        return loss, {'d_loss': loss}
+        del g_params, key  # no generator; no dropout
+        return toy_d_loss(lambda p, x: disc.apply({'params': p}, x), d_params, batch,
+                          clip=clips_bce(config.model.numerics))
 
-    def g_loss(g_params, d_params, batch, key):
-        raise NotImplementedError('the toy experiment has no generator: set train.g_steps=0')
-
-    return Game(init=init, sample=sample, d_loss=d_loss, g_loss=g_loss)
+    return Game(init=init, sample=sample, d_loss=d_loss)
 
 
 def discriminator_outputs(params, config, sequences) -> np.ndarray:
