@@ -18,7 +18,6 @@ import numpy as np
 from bigran_jax import sweep, train
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(REPO, 'configs'))
 
 import toy as toy_config  # noqa: E402
 

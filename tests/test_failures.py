@@ -19,8 +19,6 @@ from bigran_jax import checkpoints, data, parallel, sweep, train
 from bigran_jax.config import ConfigError, config_set, validate
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
-sys.path.insert(0, os.path.join(REPO, 'configs'))
 
 import rdgan as rdgan_config  # noqa: E402
 import toy as toy_config  # noqa: E402
@@ -175,6 +173,8 @@ BAD_INPUTS = {
                       "train.on_divergence='retry': must be 'stop' or 'rollback'"),
     'rollback_lr_factor': (lambda c: setattr(c.train, 'rollback_lr_factor', 1.0), ConfigError,
                            r'train.rollback_lr_factor=1.0: must be in \(0, 1\)'),
+    'toy_generator_steps': (lambda c: setattr(c.train, 'g_steps', 1), ConfigError,
+                            'train.g_steps=1: must be 0 for the toy experiment'),
 }
 
 

@@ -1,8 +1,7 @@
 """Properties of the networks that a broken implementation would fail."""
 
-import os
-import sys
 
+import bigran as bigran_config  # noqa: E402
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -12,10 +11,6 @@ import pytest
 from bigran_jax import models
 from bigran_jax.experiments import bigran
 from bigran_jax.recurrent import LSTM
-
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                                'configs'))
-import bigran as bigran_config  # noqa: E402
 
 KEY = jax.random.key(0)
 

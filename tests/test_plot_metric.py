@@ -2,15 +2,11 @@
 
 import json
 import os
-import sys
 
+import plot_metric  # noqa: E402
 import pytest
 
 from bigran_jax import report
-
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                                'scripts'))
-import plot_metric  # noqa: E402
 
 
 def write_rows(workdir, rows):

@@ -4,7 +4,6 @@ one program."""
 import json
 import os
 import shutil
-import sys
 
 import jax
 import numpy as np
@@ -13,7 +12,6 @@ import pytest
 from bigran_jax import population, sweep, train
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(REPO, 'configs'))
 
 import rdgan as rdgan_config  # noqa: E402
 import toy as toy_config  # noqa: E402

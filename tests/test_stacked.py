@@ -4,7 +4,6 @@ discriminator strategy's shapes on images, the configs, and a tiny run end to en
 import json
 import math
 import os
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -16,7 +15,6 @@ from bigran_jax import metrics, models, sweep, train
 from bigran_jax.experiments import stacked
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(REPO, 'configs'))
 
 import stacked_mnist as stacked_config  # noqa: E402
 

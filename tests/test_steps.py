@@ -14,7 +14,6 @@ from bigran_jax import optim, steps
 from bigran_jax.experiments import bigran, rdgan
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(REPO, 'configs'))
 
 import bigran as bigran_config  # noqa: E402
 import rdgan as rdgan_config  # noqa: E402
@@ -60,8 +59,8 @@ def _setup(config, experiment, n, optimizer):
 
 def test_updates_are_pure():
     game, tx, state, images, _ = setup(small_bigran(), bigran)
-    fn = jax.jit(lambda s, k: steps.train_iteration(s, k, data=images, game=game, tx=tx, batch_size=4,
-                                                    d_steps=2, g_steps=1))
+    fn = jax.jit(lambda s, k: steps.train_iteration(s, k, data=images, game=game, tx=tx,
+                                                    batch_size=4, d_steps=2, g_steps=1))
     a, ma = fn(state, jax.random.key(3))
     b, mb = fn(state, jax.random.key(3))
     c, _ = fn(state, jax.random.key(4))
@@ -164,7 +163,7 @@ MULTI_DEVICE = textwrap.dedent("""
     import functools, sys
     import jax, numpy as np, optax
     from jax.sharding import Mesh, PartitionSpec as P
-    sys.path.insert(0, 'tests')
+    sys.path[:0] = ['tests', 'configs']
     from test_steps import setup, small_rdgan
     from bigran_jax import optim, steps
     from bigran_jax.experiments import rdgan

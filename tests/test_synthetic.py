@@ -4,7 +4,6 @@ shapes and dependencies, the configs and their sweep, and a tiny run end to end.
 import json
 import math
 import os
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -16,7 +15,6 @@ from bigran_jax import mixtures, models, sweep, train
 from bigran_jax.experiments import synthetic
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(REPO, 'configs'))
 
 import mixtures as mixtures_config  # noqa: E402
 

@@ -1,5 +1,6 @@
 """The training loop end to end on tiny shapes: every experiment, resume, errors, compile count."""
 
+import inspect
 import json
 import os
 import subprocess
@@ -9,12 +10,11 @@ import jax
 import numpy as np
 import pytest
 
-from bigran_jax import checkpoints, data, sweep, train
+from bigran_jax import checkpoints, data, steps, sweep, train
 from bigran_jax.config import validate
 from bigran_jax.experiments import toy
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(REPO, 'configs'))
 
 import bigran as bigran_config  # noqa: E402
 import rdgan as rdgan_config  # noqa: E402
@@ -246,3 +246,20 @@ def test_rdgan_strategy_keys_are_checked():
     with pytest.raises(ValueError, match=r"config.model.k=2: must be 1 with "
                                          r"model.strategy='minibatch'"):
         validate(c)
+
+
+def test_one_gradient_step_is_five_calls_below_train_and_evaluate(tmp_path, monkeypatch):
+    """The path the README's layout lists: launch.main -> train_and_evaluate -> train_loop ->
+    steps.train_iterations -> train_iteration -> player_step -> player_update, nothing between."""
+    src = os.path.dirname(train.__file__)
+    stacks = []
+    update = steps.player_update
+
+    def recording(*args, **kwargs):
+        stacks.append([f.function for f in inspect.stack()[1:] if f.filename.startswith(src)])
+        return update(*args, **kwargs)
+
+    monkeypatch.setattr(steps, 'player_update', recording)
+    train.train_and_evaluate(tiny(toy_config), str(tmp_path))
+    assert stacks and stacks[0][::-1] == ['train_and_evaluate', 'train_loop', 'train_iterations',
+                                          'train_iteration', 'player_step']

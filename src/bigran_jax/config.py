@@ -10,6 +10,8 @@ import json
 
 import ml_collections
 
+from bigran_jax.data import SOURCES
+from bigran_jax.mixtures import MIXTURES
 from bigran_jax.recurrent import NUMERICS
 
 EXPERIMENTS = ('toy', 'rdgan', 'bigran', 'synthetic', 'stacked')
@@ -18,6 +20,8 @@ EXPERIMENTS = ('toy', 'rdgan', 'bigran', 'synthetic', 'stacked')
 STRATEGIES = ('recurrent', 'packing', 'plain', 'minibatch')
 # The 2-D benchmark's networks (experiments/synthetic.py): PacGAN's, or the unrolled GAN's.
 ARCHITECTURES = ('pacgan', 'unrolled')
+# Stacked MNIST's generator noise (experiments/stacked.py).
+NOISES = ('uniform', 'normal')
 
 
 class ConfigError(ValueError):
@@ -109,21 +113,20 @@ def validate(config: ml_collections.ConfigDict) -> None:
     need(config.eval.snapshot_samples >= 0, 'eval.snapshot_samples', 'must be >= 0')
     need(config.model.unroll >= 1, 'model.unroll', 'must be >= 1')
     need(config.model.numerics in NUMERICS, 'model.numerics', f'must be one of {NUMERICS}')
-    need(config.data.source in ('auto', 'tfds', 'idx', 'embedded'), 'data.source',
-         "must be 'auto', 'tfds', 'idx' or 'embedded'")
+    need(config.data.source in SOURCES, 'data.source', f'must be one of {SOURCES}')
     need(config.train.on_divergence in ('stop', 'rollback'), 'train.on_divergence',
          "must be 'stop' or 'rollback'")
     need(0 < config.train.rollback_lr_factor < 1, 'train.rollback_lr_factor',
          'must be in (0, 1)')
     need(config.train.max_rollbacks >= 0, 'train.max_rollbacks', 'must be >= 0')
     if config.experiment == 'synthetic':
-        need(config_get(config, 'data.mixture') in ('ring', 'grid'), 'data.mixture',
-             "must be 'ring' or 'grid'")
+        need(config_get(config, 'data.mixture') in MIXTURES, 'data.mixture',
+             f'must be one of {MIXTURES}')
         need(config_get(config, 'model.architecture') in ARCHITECTURES, 'model.architecture',
              f'must be one of {ARCHITECTURES}')
     if config.experiment == 'stacked':
-        need(config_get(config, 'model.noise') in ('uniform', 'normal'), 'model.noise',
-             "must be 'uniform' or 'normal'")
+        need(config_get(config, 'model.noise') in NOISES, 'model.noise',
+             f'must be one of {NOISES}')
     if config.experiment in ('synthetic', 'stacked'):
         _check_strategy(config, need)
     if config.experiment == 'bigran':

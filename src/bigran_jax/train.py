@@ -3,7 +3,7 @@
     train_and_evaluate(config, workdir)      # one run: build, resume, train_loop, evaluate
       train_loop(run, outputs, state, step)  # compiled chunks, finite check, rollback, stop
         steps.train_iterations               # (jitted, over the device mesh)
-          steps.train_iteration -> steps.player_update -> the experiment's loss (bigran_jax.losses)
+          steps.train_iteration -> player_step -> player_update -> the loss (bigran_jax.losses)
 
 Resume order: the workdir's own latest good checkpoint, else a fresh initialisation from
 `config.seed`. Because every random draw is `fold_in(loop_key, step)` and nothing random is
@@ -300,7 +300,7 @@ def train_loop(run: Run, outputs: Outputs, state, step: int) -> tuple:
                     num = min(config.train.iterations_per_call, boundary - step)
                     state, history = run.step_fn(num)(state, run.train_images, run.loop_keys)
                     history = jax.device_get(run.split(history))
-                    _check_finite(step, history, lambda i: run.split(state.params)[i],
+                    _check_finite(step, history, lambda i, p=state.params: run.split(p)[i],
                                   outputs.workdirs)
                     step += num
                     trained += num

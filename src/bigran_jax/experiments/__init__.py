@@ -11,7 +11,8 @@ Each module provides the same few names:
   to TensorBoard under `snapshot/`.
 """
 
+from bigran_jax import config
 from bigran_jax.experiments import bigran, rdgan, stacked, synthetic, toy
 
-EXPERIMENTS = {'toy': toy, 'rdgan': rdgan, 'bigran': bigran, 'synthetic': synthetic,
-               'stacked': stacked}
+# config.EXPERIMENTS names them (`config.experiment`); here, in the same order, their modules.
+EXPERIMENTS = dict(zip(config.EXPERIMENTS, (toy, rdgan, bigran, synthetic, stacked), strict=True))

@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from bigran_jax import figures, metrics
+from bigran_jax.config import NOISES
 from bigran_jax.data import sample_batch
 from bigran_jax.experiments import common
 from bigran_jax.losses import gan_losses
@@ -106,7 +107,7 @@ def noise(key, shape, kind: str) -> jax.Array:
         return jax.random.uniform(key, shape, minval=-1.0, maxval=1.0)
     if kind == 'normal':
         return jax.random.normal(key, shape)
-    raise ValueError(f"config.model.noise={kind!r}: must be 'uniform' or 'normal'")
+    raise ValueError(f'config.model.noise={kind!r}: must be one of {NOISES}')
 
 
 def stack(flat_images) -> jax.Array:

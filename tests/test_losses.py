@@ -1,21 +1,18 @@
-"""BiGRAN's losses as pure functions, and their fidelity / regulariser terms: each is zero when its
-weight is 0, equals its formula otherwise, and its gradient reaches the right player only."""
+"""Every game's losses as pure functions, called directly: the toy's and the GAN game's equal
+their formulas; BiGRAN's fidelity / regulariser terms are each zero when their weight is 0, equal
+their formula otherwise, and their gradient reaches the right player only."""
 
 import functools
-import os
-import sys
 
+import bigran as bigran_config  # noqa: E402
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import pytest
 
 from bigran_jax import losses
 from bigran_jax.experiments import bigran
-
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                                'configs'))
-import bigran as bigran_config  # noqa: E402
 
 KEY = jax.random.key(0)
 
@@ -188,3 +185,60 @@ def test_linear_step_weights_count_late_steps_more():
     assert float(d_loss(uniform, net, params, batch)[1]['d_loss']) == pytest.approx(
         want_uniform, rel=1e-5)
     assert want_d != pytest.approx(want_uniform, rel=1e-4)
+
+
+def _logit_bce(logits, target):
+    """-[t log sigmoid(l) + (1 - t) log(1 - sigmoid(l))], written out."""
+    p = 1.0 / (1.0 + np.exp(-np.asarray(logits, np.float64)))
+    return float(np.mean(-(target * np.log(p) + (1 - target) * np.log(1 - p))))
+
+
+def test_toy_d_loss_is_half_the_real_and_fake_cross_entropies():
+    discriminate = lambda w, x: x @ w  # one logit per sample
+    w = jnp.asarray([0.5, -1.0, 2.0])
+    batch = {'real': jnp.eye(3)[jnp.asarray([0, 2, 2])], 'fake': jnp.eye(3)[jnp.asarray([1, 1, 0])]}
+    loss, metrics = losses.toy_d_loss(discriminate, w, batch)
+    want = 0.5 * (_logit_bce([0.5, 2.0, 2.0], 1.0) + _logit_bce([-1.0, -1.0, 0.5], 0.0))
+    np.testing.assert_allclose(loss, want, rtol=1e-6)
+    assert metrics == {'d_loss': loss}
+
+
+def test_gan_losses_are_their_formulas_with_label_smoothing_and_l1():
+    """D: BCE(D(x), real_label) + BCE(D(G(z)), 0) + d_l1 |W_D|; G: BCE(D(G(z)), 1) + g_l1 |W_G|;
+    each reports its cross-entropy without the penalty."""
+    train = ml_collections.ConfigDict({'real_label': 0.9, 'd_l1': 0.1, 'g_l1': 0.2})
+    discriminate = lambda p, x, key: x @ p['kernel']
+    generate = lambda p, z: z * p['kernel']
+    d = {'kernel': jnp.asarray([1.0, -2.0])}
+    g = {'kernel': jnp.asarray([0.5, 3.0])}
+    batch = {'real': jnp.asarray([[1.0, 0.0], [0.0, 1.0]]), 'z': jnp.asarray([[1.0, 1.0],
+                                                                             [2.0, -1.0]])}
+    fake = [0.5 - 6.0, 1.0 + 6.0]  # G(z) @ W_D
+    d_total, d_metrics = losses.gan_d_loss(discriminate, generate, train, d, g, batch, KEY)
+    d_want = _logit_bce([1.0, -2.0], 0.9) + _logit_bce(fake, 0.0)
+    np.testing.assert_allclose(d_metrics['d_loss'], d_want, rtol=1e-5)
+    np.testing.assert_allclose(d_total, d_want + 0.1 * 3.0, rtol=1e-5)
+    g_total, g_metrics = losses.gan_g_loss(discriminate, generate, train, g, d, batch, KEY)
+    np.testing.assert_allclose(g_metrics['g_loss'], _logit_bce(fake, 1.0), rtol=1e-5)
+    np.testing.assert_allclose(g_total, _logit_bce(fake, 1.0) + 0.2 * 3.5, rtol=1e-5)
+    # bound to one game, they are the same functions
+    bound_d, bound_g = losses.gan_losses(discriminate, generate, train)
+    np.testing.assert_array_equal(bound_d(d, g, batch, KEY)[0], d_total)
+    np.testing.assert_array_equal(bound_g(g, d, batch, KEY)[0], g_total)
+
+
+def test_bigran_d_loss_is_the_shared_discriminator_cross_entropy():
+    """With every term off, BiGRAN's D loss is `d_terms` of D's logits on the real pair
+    (x, E(x)) and the fake pair (G(z), z)."""
+    net, train, params, batch = setup()
+    total, metrics = d_loss(train, net, params, batch)
+    z_real = net.encoder.apply({'params': params['g']['encoder']}, batch['x'], batch['eps'])[0]
+    canvases = net.decoder.apply({'params': params['g']['decoder']}, batch['z'])
+    k_real, k_fake = jax.random.split(KEY)
+    score = lambda x, z, k: net.discriminator.apply({'params': params['d']}, x, z,
+                                                    deterministic=False, rngs={'dropout': k})
+    want = losses.d_terms(score(batch['x'], z_real, k_real), score(canvases, batch['z'], k_fake),
+                          train.real_label)
+    np.testing.assert_allclose(metrics['d_loss'], want, rtol=1e-5)
+    np.testing.assert_allclose(total - metrics['d_loss'],
+                               train.d_l1 * losses.l1_penalty(params['d']), rtol=1e-4)
