@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from bigran_jax import models
+from bigran_jax import benchmark_models, models
 from bigran_jax.experiments import bigran
 from bigran_jax.recurrent import LSTM
 
@@ -144,8 +144,8 @@ def test_group_discriminator_input_dropout_only_when_not_deterministic():
 def test_strategy_recurrent_head_sees_later_samples_only_when_bidirectional(bidirectional):
     """The RD-GAN's strategy harness (configs/rdgan.py:strategies): an MLP body under the
     recurrent head; position 0's logit sees the rest of its group only when bidirectional."""
-    disc = models.StrategyDiscriminator(models.MLPFeatures(8), 'recurrent', k=4, lstm_hidden=6,
-                                        bidirectional=bidirectional)
+    disc = benchmark_models.StrategyDiscriminator(benchmark_models.MLPFeatures(8), 'recurrent',
+                                                  k=4, lstm_hidden=6, bidirectional=bidirectional)
     x = jax.random.normal(KEY, (8, 784))
     params = disc.init(KEY, x)
     base, moved = disc.apply(params, x), disc.apply(params, _perturb_after(x, 4, 1))

@@ -10,8 +10,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from bigran_jax import benchmark_models, metrics, sweep, train
 from bigran_jax import config as config_lib
-from bigran_jax import metrics, models, sweep, train
 from bigran_jax.experiments import stacked
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -54,11 +54,11 @@ def test_stack_puts_three_images_in_the_channels():
 
 def test_pack_concatenates_each_groups_images_along_channels():
     x = jnp.arange(6)[:, None, None, None] * jnp.ones((6, 28, 28, 3)) + jnp.arange(3) / 10
-    packed = models.pack(x, 3)
+    packed = benchmark_models.pack(x, 3)
     assert packed.shape == (2, 28, 28, 9)
     expected = [j + c / 10 for j in (3, 4, 5) for c in range(3)]  # sample j, channel c at 3j + c
     np.testing.assert_allclose(packed[1, 0, 0], expected, atol=1e-6)
-    np.testing.assert_array_equal(models.pack(jnp.arange(8.0).reshape(4, 2), 2),
+    np.testing.assert_array_equal(benchmark_models.pack(jnp.arange(8.0).reshape(4, 2), 2),
                                   [[0, 1, 2, 3], [4, 5, 6, 7]])  # 2-D samples end to end
 
 

@@ -10,8 +10,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from bigran_jax import benchmark_models, mixtures, models, sweep, train
 from bigran_jax import config as config_lib
-from bigran_jax import mixtures, models, sweep, train
 from bigran_jax.experiments import synthetic
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -78,7 +78,7 @@ def test_real_samples_cover_every_mode_at_the_gaussian_rate():
 
 
 def tiny_disc(strategy, k):
-    return synthetic.discriminator(strategy, k, hidden=8, pieces=2, lstm_hidden=6,
+    return benchmark_models.mixture_discriminator(strategy, k, hidden=8, pieces=2, lstm_hidden=6,
                                    mb_kernels=3, mb_kernel_dim=2)
 
 
@@ -150,7 +150,7 @@ def test_minibatch_features_ignore_a_sample_compared_with_itself():
 
 
 def test_generator_makes_each_group_position_in_its_own_batch():
-    gen = synthetic.Generator(hidden=8, layers=2)
+    gen = benchmark_models.MixtureGenerator(hidden=8, layers=2)
     z = jax.random.normal(jax.random.key(6), (12, 2))
     params = gen.init(jax.random.key(0), z)['params']
     x = synthetic.generate(gen, params, z, k=3)
@@ -204,19 +204,20 @@ def test_veegan_protocol_configs_say_what_they_claim():
 
 
 def test_unrolled_gan_networks_are_orthogonal_tanh_mlps():
-    gen = synthetic.TanhMLP(hidden=16, layers=2, out=2)
+    gen = benchmark_models.TanhMLP(hidden=16, layers=2, out=2)
     z = jax.random.normal(jax.random.key(0), (5, 16))
     params = gen.init(jax.random.key(1), z)['params']
     w = params['Dense_1']['kernel']  # square hidden layer: W^T W = gain^2 I
     np.testing.assert_allclose(w.T @ w, 1.4 ** 2 * np.eye(16), atol=1e-4)
     assert gen.apply({'params': params}, z).shape == (5, 2)
-    h = synthetic.TanhMLP(hidden=16, layers=2).apply({'params': {
+    h = benchmark_models.TanhMLP(hidden=16, layers=2).apply({'params': {
         k: v for k, v in params.items() if k != 'Dense_2'}}, z)
     assert h.shape == (5, 16) and float(jnp.abs(h).max()) < 1.0  # tanh features
     c = tiny_config('packing', 2)
     c.model.architecture = 'unrolled'
     g, d = synthetic._models(c)
-    assert isinstance(g, synthetic.TanhMLP) and isinstance(d.features, synthetic.TanhMLP)
+    assert isinstance(g, benchmark_models.TanhMLP)
+    assert isinstance(d.features, benchmark_models.TanhMLP)
 
 
 def test_tied_sweep_values_must_match_their_paths():

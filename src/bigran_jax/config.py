@@ -15,8 +15,8 @@ from bigran_jax.mixtures import MIXTURES
 from bigran_jax.recurrent import NUMERICS
 
 EXPERIMENTS = ('toy', 'rdgan', 'bigran', 'synthetic', 'stacked')
-# The mode-collapse benchmarks' discriminators (models.StrategyDiscriminator); the last two read
-# one sample at a time, so they take model.k = 1 only.
+# The mode-collapse benchmarks' discriminators (benchmark_models.StrategyDiscriminator); the last
+# two read one sample at a time, so they take model.k = 1 only.
 STRATEGIES = ('recurrent', 'packing', 'plain', 'minibatch')
 # The 2-D benchmark's networks (experiments/synthetic.py): PacGAN's, or the unrolled GAN's.
 ARCHITECTURES = ('pacgan', 'unrolled')

@@ -1,7 +1,6 @@
 """The networks of the paper: recurrent discriminators over groups of k samples, the RD-GAN's MLP
-generator, and BiGRAN's recurrent encoder, canvas decoder and joint discriminator; and the
-mode-collapse benchmarks' discriminator wrapper (`StrategyDiscriminator`: plain, packing,
-recurrent or minibatch discrimination around any base network) with its layers.
+generator, and BiGRAN's recurrent encoder, canvas decoder and joint discriminator. The
+mode-collapse benchmarks' networks are in `bigran_jax.benchmark_models`.
 
 Groups: a batch of `B = G * k` samples is read as `G` groups of `k` consecutive samples; a
 recurrent discriminator reads each group's samples in a row and emits a logit at every position,
@@ -10,13 +9,9 @@ so position j scores "these j samples are real" (paper section 3).
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
 
-from bigran_jax.config import STRATEGIES
 from bigran_jax.recurrent import LSTM, dense_init
 
 IMAGE_SIZE = 784  # n in the paper: a flattened 28 x 28 MNIST image
@@ -229,37 +224,6 @@ def normal_init(std: float):
     return nn.initializers.normal(stddev=std)
 
 
-class BatchNorm(nn.Module):
-    """Batch normalisation over every axis but the last (rows of `[n, C]`, pixels and rows of
-    `[n, H, W, C]`) with the batch's own statistics: biased variance plus `epsilon`, learned scale
-    and shift starting at 1 and 0. It keeps no running averages, so a model has no state besides
-    its parameters; evaluation normalises over the evaluated batch."""
-
-    epsilon: float = 1e-4
-
-    @nn.compact
-    def __call__(self, h):
-        scale = self.param('scale', nn.initializers.ones, (h.shape[-1],))
-        shift = self.param('shift', nn.initializers.zeros, (h.shape[-1],))
-        axes = tuple(range(h.ndim - 1))
-        mean = h.mean(axes)
-        var = jnp.square(h - mean).mean(axes)
-        return (h - mean) * jax.lax.rsqrt(var + self.epsilon) * scale + shift
-
-
-class Maxout(nn.Module):
-    """Dense to `features * pieces` units, then the max over each unit's `pieces`."""
-
-    features: int
-    pieces: int
-    init_std: float
-
-    @nn.compact
-    def __call__(self, x):
-        h = nn.Dense(self.features * self.pieces, kernel_init=normal_init(self.init_std))(x)
-        return h.reshape(*h.shape[:-1], self.features, self.pieces).max(-1)
-
-
 class MinibatchFeatures(nn.Module):
     """Minibatch discrimination (Salimans et al. 2016, section 3.2): `f` `[n, A]` -> `[n, A + B]`.
 
@@ -286,79 +250,3 @@ class MinibatchFeatures(nn.Module):
         o = (jnp.exp(-l1) * others).sum(-1).T + self.param('bias', nn.initializers.zeros,
                                                            (self.kernels,))
         return jnp.concatenate([f, o], axis=-1)
-
-
-class MLPFeatures(nn.Module):
-    """Samples `[n, ...]` -> `[n, hidden]`: flatten, Dense `hidden`, LeakyReLU(0.2); the RD-GAN's
-    shared base network when it compares strategies (`configs/rdgan.py:strategies`)."""
-
-    hidden: int = 256
-
-    @nn.compact
-    def __call__(self, x):
-        return nn.leaky_relu(nn.Dense(self.hidden)(x.reshape(x.shape[0], -1)), 0.2)
-
-
-def pack(x, k: int):
-    """PacGAN's packing: samples `[G * k, ..., C]` -> `[G, ..., k * C]`, each group's k samples
-    concatenated along the last axis (vectors end to end; images channel after channel, sample j
-    in channels `j * C .. (j + 1) * C - 1`)."""
-    groups = check_groups(x.shape[0], k)
-    x = jnp.moveaxis(x.reshape(groups, k, *x.shape[1:]), 1, -2)
-    return x.reshape(*x.shape[:-2], k * x.shape[-1])
-
-
-class StrategyDiscriminator(nn.Module):
-    """A base network wrapped by one of the ways to look at several samples (`STRATEGIES`).
-
-    `features` maps samples `[n, ...]` to feature vectors (any trailing shape, flattened here);
-    the wrapper takes samples `[B, ...]`, `B = G * k`, read as G groups of k consecutive samples,
-    and returns
-
-    - 'plain' (k = 1): `[B]`, one logit per sample, a Dense layer on the features.
-    - 'packing' (PacGAN): `[G]`, one logit per group; a group's k samples are concatenated along
-      their last axis (`pack`) into one input of the base network.
-    - 'recurrent': `[B]`, sample `g * k + j` scored at position j. Each sample goes through the base
-      network; a forward LSTM across the group (`GroupDiscriminator`) then gives a logit at every
-      position, so position j sees samples 0..j of its group and nothing later (with
-      `bidirectional`, a reversed LSTM too: every position sees the whole group).
-    - 'minibatch' (k = 1): `[B]`, one logit per sample, with minibatch discrimination between the
-      features and the last layer.
-    """
-
-    features: nn.Module
-    strategy: str
-    k: int = 1
-    lstm_hidden: int = 200
-    bidirectional: bool = False
-    mb_kernels: int = 100
-    mb_kernel_dim: int = 5
-    init_std: float = 0.02
-    unroll: int = 1
-
-    @nn.compact
-    def __call__(self, x):
-        if self.strategy not in STRATEGIES:
-            raise ValueError(f'unknown strategy {self.strategy!r}; use one of {STRATEGIES}')
-        if self.strategy in ('plain', 'minibatch') and self.k != 1:
-            raise ValueError(f"strategy '{self.strategy}' scores one sample at a time: k must be 1,"
-                             f' got {self.k}')
-        check_groups(x.shape[0], self.k)
-        h = self.features(pack(x, self.k) if self.strategy == 'packing' else x)
-        h = h.reshape(h.shape[0], -1)
-        if self.strategy == 'recurrent':
-            return GroupDiscriminator(k=self.k, features=self.lstm_hidden, unroll=self.unroll,
-                                      bidirectional=self.bidirectional, name='group')(h)
-        if self.strategy == 'minibatch':
-            h = MinibatchFeatures(self.mb_kernels, self.mb_kernel_dim)(h)
-        return nn.Dense(1, kernel_init=normal_init(self.init_std), name='out')(h)[:, 0]
-
-
-def generate_by_slot(generate: Callable, z, k: int = 1):
-    """Samples from noise `z` `[n, ...]`, `n = G * k`, through `generate` (`z -> samples`), called
-    once per group position: position j of every group (rows j, k + j, 2k + j, ...) is one call,
-    so one batch-norm batch, as PacGAN calls its generator once per packing slot."""
-    n = z.shape[0]
-    slots = jnp.moveaxis(z.reshape(n // k, k, *z.shape[1:]), 1, 0)  # [k, G, ...]
-    x = jnp.moveaxis(jax.vmap(generate)(slots), 0, 1)  # [G, k, ...]
-    return x.reshape(n, *x.shape[2:])

@@ -3,10 +3,10 @@
 An MLP generator against a bidirectional LSTM that reads the k samples of a group in a row and
 scores every position; with k = 1 it is an ordinary GAN. Larger k should cover more digit classes.
 
-With `model.d_body > 0` the discriminator is instead `models.StrategyDiscriminator` around a shared
-base network (`MLPFeatures(d_body)`), so the other ways of showing D several samples (plain,
-packing, minibatch discrimination, recurrent forward or bidirectional: `model.strategy`,
-`model.bidirectional`) run in the same harness (`configs/rdgan.py:strategies`).
+With `model.d_body > 0` the discriminator is instead `benchmark_models.StrategyDiscriminator`
+around a shared base network (`MLPFeatures(d_body)`), so the other ways of showing D several
+samples (plain, packing, minibatch discrimination, recurrent forward or bidirectional:
+`model.strategy`, `model.bidirectional`) run in the same harness (`configs/rdgan.py:strategies`).
 """
 
 from __future__ import annotations
@@ -18,16 +18,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from bigran_jax import figures
+from bigran_jax.benchmark_models import MLPFeatures, StrategyDiscriminator
 from bigran_jax.data import sample_batch
 from bigran_jax.experiments import common
 from bigran_jax.losses import clips_bce, gan_losses
-from bigran_jax.models import (
-    IMAGE_SIZE,
-    GroupDiscriminator,
-    MLPFeatures,
-    MLPGenerator,
-    StrategyDiscriminator,
-)
+from bigran_jax.models import IMAGE_SIZE, GroupDiscriminator, MLPGenerator
 from bigran_jax.steps import Game
 
 NEEDS_DATA = True

@@ -7,9 +7,9 @@ and its KL to uniform.
 Protocol and deviations: docs/stacked_mnist_protocol.md. The networks are PacGAN's DCGANs, in two
 settings (`configs/stacked_mnist.py`): `:veegan` (D and G of DCGAN's size) and `:small_d` (a
 discriminator far smaller than its generator). `model.strategy` wraps the convolutional
-discriminator body as the 2-D benchmark's does (`models.StrategyDiscriminator`): plain, packing
-(the k images concatenated along channels, as PacGAN), recurrent (an LSTM across the k images'
-features, a logit at every position) or minibatch discrimination.
+discriminator body as the 2-D benchmark's does (`benchmark_models.StrategyDiscriminator`): plain,
+packing (the k images concatenated along channels, as PacGAN), recurrent (an LSTM across the k
+images' features, a logit at every position) or minibatch discrimination.
 
 Images are in [-1, 1] for training (tanh generator) and [0, 1] for the judge. The generator makes
 position j of every group in one batch-norm batch, as PacGAN calls its generator once per slot.
@@ -19,83 +19,30 @@ from __future__ import annotations
 
 import os
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from bigran_jax import figures, metrics
+from bigran_jax.benchmark_models import (
+    DCGANFeatures,
+    DCGANGenerator,
+    StrategyDiscriminator,
+    generate_by_slot,
+)
 from bigran_jax.config import NOISES
 from bigran_jax.data import sample_batch
 from bigran_jax.experiments import common
 from bigran_jax.losses import gan_losses
-from bigran_jax.models import BatchNorm, StrategyDiscriminator, generate_by_slot, normal_init
 from bigran_jax.steps import Game
 
 NEEDS_DATA = True
 SUMMARY_COLUMNS = ['modes', 'kl_to_uniform', 'mean_confidence']
 SIDE, CHANNELS = 28, 3
-BN_EPSILON = 1e-5  # DCGAN-tensorflow's batch_norm
-
-
-class Generator(nn.Module):
-    """PacGAN's DCGAN generator: z -> Dense to `sizes[0]^2 x widths[0]` -> transposed convolutions
-    (stride 2, cropped to `sizes[i]`) to each further width, batch norm and ReLU after each ->
-    28 x 28 x 3 tanh, by one more stride-2 transposed convolution or, when `sizes[-1]` is already
-    28, a stride-1 convolution."""
-
-    widths: tuple = (512, 256, 128, 64)
-    sizes: tuple = (2, 4, 7, 14)
-    kernel: int = 5
-    init_std: float = 0.02
-
-    def _up(self, h, width: int, size: int):
-        h = nn.ConvTranspose(width, (self.kernel, self.kernel), strides=(2, 2), padding='SAME',
-                             kernel_init=normal_init(self.init_std))(h)
-        return h[:, :size, :size]  # 4 -> 8 -> 7, as TensorFlow's conv2d_transpose to 7
-
-    @nn.compact
-    def __call__(self, z):
-        """`z` `[n, latent]` -> images `[n, 28, 28, 3]` in [-1, 1]."""
-        s, w = self.sizes[0], self.widths[0]
-        h = nn.Dense(s * s * w, kernel_init=normal_init(self.init_std))(z).reshape(-1, s, s, w)
-        h = nn.relu(BatchNorm(BN_EPSILON)(h))
-        for size, width in zip(self.sizes[1:], self.widths[1:], strict=True):
-            h = nn.relu(BatchNorm(BN_EPSILON)(self._up(h, width, size)))
-        if self.sizes[-1] == SIDE:
-            h = nn.Conv(CHANNELS, (self.kernel, self.kernel), padding='SAME',
-                        kernel_init=normal_init(self.init_std))(h)
-        else:
-            h = self._up(h, CHANNELS, SIDE)
-        return jnp.tanh(h)
-
-
-class ConvFeatures(nn.Module):
-    """PacGAN's DCGAN discriminator body: stride-2 convolutions of `widths` channels, each with
-    batch norm (all but the first unless `first_bn`) and leaky ReLU; `[n, 28, 28, C]` ->
-    `[n, h, w, widths[-1]]`."""
-
-    widths: tuple = (64, 128, 256, 512)
-    kernel: int = 5
-    leak: float = 0.2
-    first_bn: bool = False
-    init_std: float = 0.02
-
-    @nn.compact
-    def __call__(self, x):
-        for i, width in enumerate(self.widths):
-            x = nn.Conv(width, (self.kernel, self.kernel), strides=(2, 2), padding='SAME',
-                        kernel_init=normal_init(self.init_std))(x)
-            if i > 0 or self.first_bn:
-                x = BatchNorm(BN_EPSILON)(x)
-            x = nn.leaky_relu(x, self.leak)
-        return x
-
-
-def _models(config) -> tuple[Generator, StrategyDiscriminator]:
+def _models(config) -> tuple[DCGANGenerator, StrategyDiscriminator]:
     m = config.model
-    body = ConvFeatures(tuple(m.d_widths), m.d_kernel, m.d_leak, m.d_first_bn, m.init_std)
-    return (Generator(tuple(m.g_widths), tuple(m.g_sizes), m.g_kernel, m.init_std),
+    body = DCGANFeatures(tuple(m.d_widths), m.d_kernel, m.d_leak, m.d_first_bn, m.init_std)
+    return (DCGANGenerator(tuple(m.g_widths), tuple(m.g_sizes), m.g_kernel, m.init_std),
             StrategyDiscriminator(body, m.strategy, m.k, lstm_hidden=m.lstm_hidden,
                                   mb_kernels=m.mb_kernels, mb_kernel_dim=m.mb_kernel_dim,
                                   init_std=m.init_std, unroll=m.unroll))

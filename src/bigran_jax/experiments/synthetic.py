@@ -10,9 +10,9 @@ discriminator to look at several samples (`model.strategy`), under one of two pr
   tanh) -> Dense 2, base discriminator 2 x (Dense 128, tanh) -> Dense 1, every hidden layer
   initialised orthogonal with gain 1.4 and zero biases.
 
-Shapes (`models.StrategyDiscriminator`): every discriminator takes samples `[B, 2]`, `B = G * k`,
-read as G groups of k consecutive samples (sample `g * k + j` is position j of group g), and
-returns
+Shapes (`benchmark_models.StrategyDiscriminator`): every discriminator takes samples `[B, 2]`,
+`B = G * k`, read as G groups of k consecutive samples (sample `g * k + j` is position j of
+group g), and returns
 
 - 'plain' (k = 1): `[B]`, one logit per sample.
 - 'packing' (PacGAN): `[G]`, one logit per group; a group's k samples are concatenated into one
@@ -41,75 +41,19 @@ import jax.numpy as jnp
 import numpy as np
 
 from bigran_jax import figures, mixtures
-from bigran_jax.losses import gan_losses
-from bigran_jax.models import (
-    BatchNorm,
-    Maxout,
+from bigran_jax.benchmark_models import (
+    MixtureGenerator,
     StrategyDiscriminator,
+    TanhMLP,
     generate_by_slot,
-    normal_init,
+    mixture_discriminator,
 )
+from bigran_jax.losses import gan_losses
 from bigran_jax.steps import Game
 
 NEEDS_DATA = False
 SUMMARY_COLUMNS = ['modes_captured', 'high_quality', 'reverse_kl']
 DIM = 2  # the samples' dimension
-
-
-class Generator(nn.Module):
-    """PacGAN's generator: `z` `[n, latent]` -> samples `[n, 2]`, batch norm over the n rows."""
-
-    hidden: int = 400
-    layers: int = 4
-    init_std: float = 0.02
-
-    @nn.compact
-    def __call__(self, z):
-        h = z
-        for _ in range(self.layers):
-            h = nn.Dense(self.hidden, use_bias=False, kernel_init=normal_init(self.init_std))(h)
-            h = nn.relu(BatchNorm()(h))
-        return nn.Dense(DIM, kernel_init=normal_init(self.init_std))(h)
-
-
-class TanhMLP(nn.Module):
-    """The unrolled GAN notebook's networks: `layers` x (Dense `hidden`, tanh), orthogonal
-    weights with gain 1.4 and zero biases, then Dense `out` when `out` (the generator's output
-    layer) or nothing (the discriminator's body, which `StrategyDiscriminator` finishes)."""
-
-    hidden: int = 128
-    layers: int = 2
-    out: int = 0
-
-    @nn.compact
-    def __call__(self, x):
-        init = nn.initializers.orthogonal(scale=1.4)
-        for _ in range(self.layers):
-            x = jnp.tanh(nn.Dense(self.hidden, kernel_init=init)(x))
-        return nn.Dense(self.out, kernel_init=init)(x) if self.out else x
-
-
-class MaxoutFeatures(nn.Module):
-    """PacGAN's discriminator body: `layers` maxout layers of `hidden` units x `pieces`."""
-
-    hidden: int = 200
-    layers: int = 3
-    pieces: int = 5
-    init_std: float = 0.02
-
-    @nn.compact
-    def __call__(self, x):
-        for _ in range(self.layers):
-            x = Maxout(self.hidden, self.pieces, self.init_std)(x)
-        return x
-
-
-def discriminator(strategy: str, k: int = 1, hidden: int = 200, layers: int = 3, pieces: int = 5,
-                  init_std: float = 0.02, **wrapper) -> StrategyDiscriminator:
-    """PacGAN's maxout discriminator wrapped by `strategy` (shapes in the module docstring);
-    `wrapper`: `StrategyDiscriminator`'s other fields (lstm_hidden, mb_kernels, ...)."""
-    return StrategyDiscriminator(MaxoutFeatures(hidden, layers, pieces, init_std), strategy, k,
-                                 init_std=init_std, **wrapper)
 
 
 def _models(config) -> tuple[nn.Module, StrategyDiscriminator]:
@@ -120,14 +64,15 @@ def _models(config) -> tuple[nn.Module, StrategyDiscriminator]:
         return (TanhMLP(m.g_hidden, m.g_layers, out=DIM),
                 StrategyDiscriminator(TanhMLP(m.d_hidden, m.d_layers), m.strategy, m.k,
                                       init_std=m.init_std, **wrapper))
-    return (Generator(hidden=m.g_hidden, layers=m.g_layers, init_std=m.init_std),
-            discriminator(m.strategy, m.k, m.d_hidden, m.d_layers, m.maxout_pieces, m.init_std,
-                          **wrapper))
+    return (MixtureGenerator(hidden=m.g_hidden, layers=m.g_layers, init_std=m.init_std),
+            mixture_discriminator(m.strategy, m.k, m.d_hidden, m.d_layers, m.maxout_pieces,
+                                  m.init_std, **wrapper))
 
 
 def generate(gen: nn.Module, g_params, z, k: int = 1) -> jax.Array:
     """Samples `[n, 2]` from noise `z` `[n, latent]`, `n = G * k`; position j of every group is
-    one batch-norm batch (`models.generate_by_slot`; the same as one call without batch norm)."""
+    one batch-norm batch (`benchmark_models.generate_by_slot`; the same as one call without batch
+    norm)."""
     return generate_by_slot(lambda s: gen.apply({'params': g_params}, s), z, k)
 
 
