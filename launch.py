@@ -17,6 +17,7 @@ import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from bigran_jax import config as config_lib
 from bigran_jax import parallel, sweep, train
 
 FLAGS = flags.FLAGS
@@ -77,6 +78,10 @@ def parse_flags(argv):
         sys.exit(f'launch.py: {e}\nTry --helpfull.')
     except (AttributeError, KeyError, TypeError, ValueError) as e:
         bad = [a.split('=')[0] for a in argv[1:] if a.startswith('--config.')]
+        for key in bad:
+            if config_lib.renamed(key[len('--config.'):]):
+                sys.exit(f'launch.py: {key} was renamed --config.'
+                         f'{config_lib.renamed(key[len("--config."):])}')
         sys.exit(f'launch.py: config override rejected ({type(e).__name__}: {e}); overrides '
                  f'given: {", ".join(bad) or "none"}. Check the key exists in the config file and '
                  'the value has its type.')

@@ -37,7 +37,7 @@ def get_config(variant: str = 'default'):
     c = base_config()
     c.experiment = 'bigran'
     c.model.latent = 25  # m (reference)
-    c.model.steps = 4  # t, recurrent depth of encoder and decoder (reference)
+    c.model.t = 4  # recurrent depth of encoder and decoder: the paper's t (reference)
     c.model.hidden = 128  # units of the encoder's and decoder's LSTMs (reference)
     c.model.d_hidden = 128  # units of every discriminator layer (reference: 128)
     c.model.k = 4  # pairs per group read by the discriminator's sample LSTM (reference)
@@ -102,7 +102,7 @@ def get_config(variant: str = 'default'):
     if variant == 'keras1':
         c.model.numerics = 'keras1'
     if variant == 'tiny':
-        c.model.k, c.model.hidden, c.model.latent, c.model.steps, c.model.unroll = 2, 8, 4, 3, 1
+        c.model.k, c.model.hidden, c.model.latent, c.model.t, c.model.unroll = 2, 8, 4, 3, 1
         c.model.d_hidden = 8
         c.model.decoder_mlp = 16
         c.model.d_minibatch = 3

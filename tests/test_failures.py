@@ -175,6 +175,8 @@ BAD_INPUTS = {
                            r'train.rollback_lr_factor=1.0: must be in \(0, 1\)'),
     'toy_generator_steps': (lambda c: setattr(c.train, 'g_steps', 1), ConfigError,
                             'train.g_steps=1: must be 0 for the toy experiment'),
+    'renamed_key': (lambda c: setattr(c.model, 'steps', 4), ConfigError,
+                    'config.model.steps was renamed config.model.t'),
 }
 
 
@@ -246,6 +248,13 @@ def test_launch_reports_user_errors_in_one_line(tmp_path):
     assert out.returncode == 1
     assert 'Traceback' not in out.stderr
     assert out.stderr.splitlines()[-1] == e.value.code
+    # An override of a renamed key names the new one.
+    out = subprocess.run(
+        [sys.executable, 'launch.py', '--config=configs/bigran.py:tiny', f'--workdir={tmp_path}',
+         '--config.model.steps=3'], capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert out.returncode == 1
+    assert out.stderr.splitlines()[-1] == ('launch.py: --config.model.steps was renamed '
+                                           '--config.model.t')
 
 
 def test_sigkill_mid_run_then_resume_is_exact(tmp_path):

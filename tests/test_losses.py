@@ -22,7 +22,7 @@ def _network():
     """A tiny BiGRAN, its parameters and a batch: built once, shared by every test here (the
     terms' weights live in the `train` section alone, so they do not change these)."""
     c = bigran_config.get_config('bigan')  # the adversarial objective alone
-    c.model.k, c.model.hidden, c.model.latent, c.model.steps, c.model.unroll = 2, 8, 4, 3, 1
+    c.model.k, c.model.hidden, c.model.latent, c.model.t, c.model.unroll = 2, 8, 4, 3, 1
     c.model.d_hidden = 8
     net = bigran.model(c)
     params = jax.jit(net.init)(jax.random.key(1))
@@ -169,7 +169,7 @@ def test_linear_step_weights_count_late_steps_more():
     per-step terms: the same D and E+G losses as the per-step BCEs weighted s / t."""
     net, uniform, params, batch = setup(d_l1=0.0, g_l1=0.0, step_power=0.0)
     _, linear, _, _ = setup(d_l1=0.0, g_l1=0.0, step_power=1.0)
-    t = net.steps
+    t = net.t
     # Rebuild both means from D's logits (same keys as the loss) and the BCE of each step alone.
     z_real, canvases = losses._pairs(net, params['g'], batch)
     k_real, k_fake = jax.random.split(KEY)

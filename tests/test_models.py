@@ -174,7 +174,7 @@ def test_decoder_canvases_are_sigmoid_of_cumulative_sum(mlp, layers, names):
 
 
 def test_encoder_reparameterisation_has_mean_mu_and_variance_sigma2():
-    enc = models.Encoder(latent=3, steps=2, hidden=8)
+    enc = models.Encoder(latent=3, t=2, hidden=8)
     x = jax.random.uniform(KEY, (1, 784))
     params = enc.init(KEY, x, jnp.zeros((1, 2, 3)))
     n = 20000
@@ -193,11 +193,11 @@ def test_bigran_features_are_the_layer_under_the_encoders_means():
     params = net.init(KEY)
     x = jax.random.uniform(jax.random.key(1), (5, 784))
     feats, mu = net.features(params, x)
-    assert feats.shape == (5, c.model.steps, c.model.hidden)
+    assert feats.shape == (5, c.model.t, c.model.hidden)
     enc = params['g']['encoder']
     np.testing.assert_allclose(mu, net.encode(params, x, KEY)[1], atol=1e-5)
     np.testing.assert_allclose(feats @ enc['mu']['kernel'] + enc['mu']['bias'], mu, atol=1e-5)
-    xs = np.broadcast_to(np.asarray(x)[:, None], (5, c.model.steps, 784))
+    xs = np.broadcast_to(np.asarray(x)[:, None], (5, c.model.t, 784))
     np.testing.assert_allclose(feats, _reference_lstm(enc['LSTM_0'], xs), atol=1e-5)
 
 

@@ -67,7 +67,7 @@ def test_clipped_bce_is_keras1s():
 
 
 def test_bigran_models_take_keras1_numerics():
-    enc = models.Encoder(latent=3, steps=2, hidden=8, numerics='keras1')
+    enc = models.Encoder(latent=3, t=2, hidden=8, numerics='keras1')
     x, eps = jnp.full((2, 784), 0.5), jnp.zeros((2, 2, 3))
     params = enc.init(KEY, x, eps)['params']
     limit = np.sqrt(6.0 / (8 + 3))

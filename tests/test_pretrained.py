@@ -20,7 +20,7 @@ def test_shipped_model_reconstructs_and_samples():
     net, params = pretrained.load()
     images = pretrained.probe_images()
     canvases = np.asarray(net.reconstruct(params, images, jax.random.key(1)))
-    assert canvases.shape == (len(images), net.steps, 784)
+    assert canvases.shape == (len(images), net.t, 784)
     # A reconstruction is closer to its own input than to the other inputs.
     err = np.square(canvases[:, -1][:, None] - images[None]).sum(-1)  # [rec, input]
     assert (err.argmin(1) == np.arange(len(images))).mean() >= 0.75

@@ -72,7 +72,7 @@ def tiny_config(strategy='recurrent', k=2):
 @pytest.mark.parametrize('strategy, k, shape', [
     ('plain', 1, (12,)), ('minibatch', 1, (12,)), ('packing', 3, (4,)), ('recurrent', 3, (12,))])
 def test_one_logit_per_image_or_group(strategy, k, shape):
-    _, disc = stacked._models(tiny_config(strategy=strategy, k=k))
+    _, disc = stacked.model(tiny_config(strategy=strategy, k=k))
     x = jax.random.uniform(jax.random.key(1), (12, 28, 28, 3), minval=-1.0)
     params = disc.init(jax.random.key(0), x[:k])
     logits = disc.apply(params, x)
@@ -82,7 +82,7 @@ def test_one_logit_per_image_or_group(strategy, k, shape):
 
 
 def test_recurrent_image_position_j_reads_only_images_up_to_j():
-    _, disc = stacked._models(tiny_config(strategy='recurrent', k=3))
+    _, disc = stacked.model(tiny_config(strategy='recurrent', k=3))
     x = jax.random.uniform(jax.random.key(2), (6, 28, 28, 3), minval=-1.0)
     params = disc.init(jax.random.key(0), x[:3])
     base = disc.apply(params, x)
@@ -92,7 +92,7 @@ def test_recurrent_image_position_j_reads_only_images_up_to_j():
     assert np.all(moved[4:] != base[4:])
     no_bn = tiny_config(strategy='recurrent', k=3)
     no_bn.model.d_first_bn, no_bn.model.d_widths = False, (2,)
-    _, disc = stacked._models(no_bn)
+    _, disc = stacked.model(no_bn)
     params = disc.init(jax.random.key(0), x[:3])
     base, moved = disc.apply(params, x), disc.apply(params, x.at[4].add(0.5))
     np.testing.assert_array_equal(moved[:4], base[:4])
@@ -102,7 +102,7 @@ def test_recurrent_image_position_j_reads_only_images_up_to_j():
 @pytest.mark.parametrize('setting', stacked_config.SETTINGS)
 def test_generators_make_28x28x3_images_in_range(setting):
     c = stacked_config.get_config(setting)
-    gen, _ = stacked._models(c)
+    gen, _ = stacked.model(c)
     z = stacked.noise(jax.random.key(0), (3, c.model.latent), c.model.noise)
     params = gen.init(jax.random.key(1), z)
     x = gen.apply(params, z)

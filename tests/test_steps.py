@@ -25,7 +25,7 @@ def small_rdgan():
 
 def small_bigran():
     c = bigran_config.get_config()
-    c.model.k, c.model.hidden, c.model.latent, c.model.steps = 2, 8, 4, 3
+    c.model.k, c.model.hidden, c.model.latent, c.model.t = 2, 8, 4, 3
     c.model.d_hidden, c.model.decoder_mlp = 8, 16
     return c
 
@@ -86,11 +86,11 @@ def test_gradients_reach_encoder_and_decoder_from_every_steps_logits():
         return (real @ one_hot).sum() + (fake @ one_hot).sum()
 
     per_step = jax.jit(jax.vmap(jax.grad(step_logit), in_axes=(None, 0)))(
-        params['g'], jnp.eye(c.model.steps))
+        params['g'], jnp.eye(c.model.t))
     for part in ('encoder', 'decoder'):
-        size = sum(jnp.abs(g).reshape(c.model.steps, -1).sum(1)
+        size = sum(jnp.abs(g).reshape(c.model.t, -1).sum(1)
                    for g in jax.tree.leaves(per_step[part]))
-        assert size.shape == (c.model.steps,) and np.all(np.asarray(size) > 0), (part, size)
+        assert size.shape == (c.model.t,) and np.all(np.asarray(size) > 0), (part, size)
 
 
 def test_unrolled_recurrences_compute_what_the_scanned_ones_do():
@@ -152,10 +152,10 @@ def test_reconstruct_is_deterministic_per_key_and_varies_across_keys():
     a = net.reconstruct(params, x, jax.random.key(5))
     np.testing.assert_array_equal(a, net.reconstruct(params, x, jax.random.key(5)))
     assert not np.allclose(a, net.reconstruct(params, x, jax.random.key(6)))
-    assert a.shape == (3, c.model.steps, 784)
-    assert net.sample(params, jax.random.key(0), 5).shape == (5, c.model.steps, 784)
+    assert a.shape == (3, c.model.t, 784)
+    assert net.sample(params, jax.random.key(0), 5).shape == (5, c.model.t, 784)
     z, mu, logvar = net.encode(params, x, jax.random.key(5))
-    assert z.shape == mu.shape == logvar.shape == (3, c.model.steps, c.model.latent)
+    assert z.shape == mu.shape == logvar.shape == (3, c.model.t, c.model.latent)
     np.testing.assert_allclose(net.decode(params, z), a, atol=1e-6)
 
 

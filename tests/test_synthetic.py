@@ -153,12 +153,12 @@ def test_generator_makes_each_group_position_in_its_own_batch():
     gen = benchmark_models.MixtureGenerator(hidden=8, layers=2)
     z = jax.random.normal(jax.random.key(6), (12, 2))
     params = gen.init(jax.random.key(0), z)['params']
-    x = synthetic.generate(gen, params, z, k=3)
+    x = synthetic.generate_from_noise(gen, params, z, k=3)
     assert x.shape == (12, 2)
     for j in range(3):
         np.testing.assert_allclose(x[j::3], gen.apply({'params': params}, z[j::3]), atol=1e-6)
     # batch statistics: the same z gives another sample in another batch
-    assert not np.allclose(x, synthetic.generate(gen, params, z, k=1))
+    assert not np.allclose(x, synthetic.generate_from_noise(gen, params, z, k=1))
 
 
 def test_ring_and_grid_differ_only_in_the_mixture():
@@ -215,7 +215,7 @@ def test_unrolled_gan_networks_are_orthogonal_tanh_mlps():
     assert h.shape == (5, 16) and float(jnp.abs(h).max()) < 1.0  # tanh features
     c = tiny_config('packing', 2)
     c.model.architecture = 'unrolled'
-    g, d = synthetic._models(c)
+    g, d = synthetic.model(c)
     assert isinstance(g, benchmark_models.TanhMLP)
     assert isinstance(d.features, benchmark_models.TanhMLP)
 

@@ -24,6 +24,16 @@ ARCHITECTURES = ('pacgan', 'unrolled')
 NOISES = ('uniform', 'normal')
 
 
+# Keys that were renamed, old -> new: a config (or a workdir's config.json, or an override) that
+# still names the old key is refused with the new name.
+RENAMED = {'model.steps': 'model.t'}
+
+
+def renamed(path: str) -> str | None:
+    """The new name of a renamed config key (`'model.steps'` -> `'model.t'`), else None."""
+    return RENAMED.get(path)
+
+
 class ConfigError(ValueError):
     """A config key is missing, unknown, of the wrong type or out of range."""
 
@@ -97,6 +107,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
         if not ok:
             raise ConfigError(f'config.{key}={config_get(config, key)!r}: {what}')
 
+    for old, new in RENAMED.items():
+        section, _, leaf = old.rpartition('.')
+        if leaf in config.get(section, {}):
+            raise ConfigError(f'config.{old} was renamed config.{new}: set {new} instead')
     _check_types(config, base_config())
     need(config.experiment in EXPERIMENTS, 'experiment', f'must be one of {EXPERIMENTS}')
     need(config.model.k >= 1, 'model.k', 'must be >= 1')

@@ -118,13 +118,13 @@ def gan_losses(discriminate, generate, train, *, clip: bool = False) -> tuple:
 # draws `z`, both `[B, t, m]`. Params are the train state's `{'encoder': ..., 'decoder': ...}`
 # (`g_params`) and the discriminator's (`d_params`).
 
-def step_weights(power: float, steps: int):
-    """Weights of the adversarial terms of each of the `steps` canvases: `(s / t) ** power` for
+def step_weights(power: float, t: int):
+    """Weights of the adversarial terms of each of the `t` canvases: `(s / t) ** power` for
     step s = 1..t, so the late, sharper canvases count more; None for `power` 0 (the paper:
     every step counts the same)."""
     if power < 0:
         raise ValueError(f'step weight power {power!r}: must be >= 0')
-    return None if power == 0 else (jnp.arange(1, steps + 1, dtype=jnp.float32) / steps) ** power
+    return None if power == 0 else (jnp.arange(1, t + 1, dtype=jnp.float32) / t) ** power
 
 
 def _discriminate(net, d_params, x, z, key):
@@ -161,7 +161,7 @@ def bigran_d_loss(net, train, d_params, g_params, batch, key, *, clip: bool = Fa
         real, r1 = score(batch['x'], z_real), jnp.zeros(())
     fake = _discriminate(net, d_params, canvases, batch['z'], k_fake)
     loss = d_terms(real, fake, train.real_label, clip=clip,
-                   weights=step_weights(train.step_power, net.steps))
+                   weights=step_weights(train.step_power, net.t))
     total = loss + train.d_l1 * l1_penalty(d_params) + 0.5 * train.r1 * r1
     return total, {'d_loss': loss, 'd_real': jax.nn.sigmoid(real).mean(),
                    'd_fake': jax.nn.sigmoid(fake).mean(), 'r1': r1}
@@ -187,7 +187,7 @@ def bigran_g_loss(net, train, g_params, d_params, batch, key, *, clip: bool = Fa
     canvases = net.decoder.apply({'params': g_params['decoder']}, batch['z'])
     real = _discriminate(net, d_params, batch['x'], z_real, k_real)
     fake = _discriminate(net, d_params, canvases, batch['z'], k_fake)
-    w = step_weights(train.step_power, net.steps)
+    w = step_weights(train.step_power, net.t)
     loss = bce(real, 0.0, clip=clip, weights=w) + bce(fake, 1.0, clip=clip, weights=w)
     metrics = {'g_loss': loss}
     total = loss + train.g_l1 * l1_penalty(g_params)

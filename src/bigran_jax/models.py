@@ -84,14 +84,14 @@ class Encoder(nn.Module):
 
     Attributes:
       latent: m, the size of each z_s.
-      steps: t, the recurrent depth.
+      t: the recurrent depth (the paper's t).
       hidden: LSTM units.
       unroll: scan unroll.
       numerics: 'flax' or 'keras1' initialisers and gates (see `bigran_jax.recurrent`).
     """
 
     latent: int = 25
-    steps: int = 4
+    t: int = 4
     hidden: int = 128
     unroll: int = 1
     numerics: str = 'flax'
@@ -108,7 +108,7 @@ class Encoder(nn.Module):
         Returns:
           `(z, mu, logvar)`, each `[B, steps, latent]`.
         """
-        h = LSTM(self.hidden, unroll=self.unroll, numerics=self.numerics)(x, length=self.steps)
+        h = LSTM(self.hidden, unroll=self.unroll, numerics=self.numerics)(x, length=self.t)
         # The layer before the output, `[B, steps, hidden]`: BiGAN's code scores its encoder's
         # features there too ("NNC_e-"); read with `mutable=['intermediates']`.
         self.sow('intermediates', 'features', h)

@@ -30,7 +30,7 @@ from bigran_jax.experiments import bigran
 from bigran_jax.util import atomic_write
 
 PACKAGE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'pretrained_weights')
-MODEL_FIELDS = ('latent', 'steps', 'hidden', 'k', 'dropout', 'lstm_dropout', 'unroll', 'numerics',
+MODEL_FIELDS = ('latent', 't', 'hidden', 'k', 'dropout', 'lstm_dropout', 'unroll', 'numerics',
                 'decoder_mlp', 'decoder_layers', 'd_minibatch', 'd_hidden', 'd_joint')
 # The probe behind the recorded reference values: the first PROBE_IMAGES test images of the
 # embedded subset, and PROBE_SAMPLES prior samples from PROBE_KEY.

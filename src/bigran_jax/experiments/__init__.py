@@ -4,6 +4,8 @@ Each module provides the same few names:
 
 - `NEEDS_DATA`: whether it trains on MNIST.
 - `SUMMARY_COLUMNS`: the results a sweep's summary.md tabulates.
+- `model(config)`: its networks (BiGRAN: a `BiGRAN` with its public functions; the others
+  `(generator, discriminator)`, the toy its discriminator alone).
 - `make_game(config) -> steps.Game`: its players' initialisation, batch sampler and losses.
 - `evaluate(params, config, mnist, key, workdir) -> (results, figure paths, text)`.
 - `snapshot(params, config, key, workdir, step, tb, mnist) -> dict | None`: a sample grid during

@@ -44,8 +44,8 @@ class BiGRAN:
     discriminator: JointDiscriminator
 
     @property
-    def steps(self) -> int:
-        return self.encoder.steps
+    def t(self) -> int:
+        return self.encoder.t
 
     @property
     def latent(self) -> int:
@@ -54,7 +54,7 @@ class BiGRAN:
     def init(self, key) -> dict:
         ke, kg, kd = jax.random.split(key, 3)
         x = jnp.zeros((self.discriminator.k, IMAGE_SIZE))
-        z = jnp.zeros((self.discriminator.k, self.steps, self.latent))
+        z = jnp.zeros((self.discriminator.k, self.t, self.latent))
         return {'d': self.discriminator.init(kd, x, z)['params'],
                 'g': {'encoder': self.encoder.init(ke, x, z)['params'],
                       'decoder': self.decoder.init(kg, z)['params']}}
@@ -71,7 +71,7 @@ class BiGRAN:
           `(z, mu, logvar)`, each `[B, t, m]`.
         """
         x = jnp.reshape(x, (x.shape[0], IMAGE_SIZE))
-        eps = jax.random.normal(key, (x.shape[0], self.steps, self.latent))
+        eps = jax.random.normal(key, (x.shape[0], self.t, self.latent))
         return self.encoder.apply({'params': params['g']['encoder']}, x, eps)
 
     def features(self, params, x):
@@ -79,7 +79,7 @@ class BiGRAN:
         before its mu and log sigma^2 heads (BiGAN's code scores both by 1-NN), and mu
         `[B, t, m]`."""
         x = jnp.reshape(x, (x.shape[0], IMAGE_SIZE))
-        eps = jnp.zeros((x.shape[0], self.steps, self.latent))
+        eps = jnp.zeros((x.shape[0], self.t, self.latent))
         (_, mu, _), state = self.encoder.apply({'params': params['g']['encoder']}, x, eps,
                                                mutable=['intermediates'])
         return state['intermediates']['features'][0], mu
@@ -94,13 +94,14 @@ class BiGRAN:
 
     def sample(self, params, key, n: int):
         """`n` samples from the prior, `[n, t, 784]` canvases (the last step is the image)."""
-        return self.decode(params, jax.random.normal(key, (n, self.steps, self.latent)))
+        return self.decode(params, jax.random.normal(key, (n, self.t, self.latent)))
 
 
 def model(config) -> BiGRAN:
+    """The networks `config.model` describes, with their public functions."""
     m = config.model
     return BiGRAN(
-        encoder=Encoder(latent=m.latent, steps=m.steps, hidden=m.hidden, unroll=m.unroll,
+        encoder=Encoder(latent=m.latent, t=m.t, hidden=m.hidden, unroll=m.unroll,
                         numerics=m.numerics),
         decoder=Decoder(hidden=m.hidden, unroll=m.unroll, numerics=m.numerics,
                         mlp=m.decoder_mlp, mlp_layers=m.decoder_layers),
@@ -116,7 +117,7 @@ def make_game(config) -> Game:
 
     def sample(images, key, n):
         kx, ke, kz = jax.random.split(key, 3)
-        shape = (n, net.steps, net.latent)
+        shape = (n, net.t, net.latent)
         return {'x': sample_batch(kx, images, n), 'eps': jax.random.normal(ke, shape),
                 'z': jax.random.normal(kz, shape)}
 
@@ -156,7 +157,7 @@ def evaluate(params, config, mnist, key, workdir) -> tuple[dict, list, str]:
     net = model(config)
     k_sample, k_rec, k_many = jax.random.split(key, 3)
     n = config.eval.num_samples
-    t = net.steps
+    t = net.t
     ids = np.arange(n) % mnist.test_images.shape[0]  # repeats the test split if n exceeds it
     test_x = mnist.test_images[ids].reshape(n, IMAGE_SIZE).astype(np.float32) / 255.0
     test_y = mnist.test_labels[ids]

@@ -29,7 +29,8 @@ NEEDS_DATA = True
 SUMMARY_COLUMNS = ['modes_covered', 'kl_to_uniform', 'frechet_distance', 'mean_confidence']
 
 
-def _models(config):
+def model(config):
+    """The networks `config.model` describes: `(generator, discriminator)`."""
     m = config.model
     if m.d_body:  # the strategy harness: a shared MLP body, then plain / packing / ... heads
         disc = StrategyDiscriminator(MLPFeatures(m.d_body), m.strategy, m.k,
@@ -43,7 +44,7 @@ def _models(config):
 
 
 def make_game(config) -> Game:
-    gen, disc = _models(config)
+    gen, disc = model(config)
     m, t = config.model, config.train
 
     def init(key):
@@ -73,7 +74,7 @@ def make_game(config) -> Game:
 
 def generate(params, config, key, n: int) -> np.ndarray:
     """`n` samples `[n, 28, 28]` float32 in [0, 1] from the generator."""
-    gen, _ = _models(config)
+    gen, _ = model(config)
     z = jax.random.normal(key, (n, config.model.latent))
     return np.asarray(jax.jit(gen.apply)({'params': params['g']}, z)).reshape(n, 28, 28)
 

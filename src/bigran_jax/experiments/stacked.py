@@ -39,7 +39,8 @@ from bigran_jax.steps import Game
 NEEDS_DATA = True
 SUMMARY_COLUMNS = ['modes', 'kl_to_uniform', 'mean_confidence']
 SIDE, CHANNELS = 28, 3
-def _models(config) -> tuple[DCGANGenerator, StrategyDiscriminator]:
+def model(config) -> tuple[DCGANGenerator, StrategyDiscriminator]:
+    """The networks `config.model` describes: `(generator, discriminator)`."""
     m = config.model
     body = DCGANFeatures(tuple(m.d_widths), m.d_kernel, m.d_leak, m.d_first_bn, m.init_std)
     return (DCGANGenerator(tuple(m.g_widths), tuple(m.g_sizes), m.g_kernel, m.init_std),
@@ -65,7 +66,7 @@ def stack(flat_images) -> jax.Array:
 
 
 def make_game(config) -> Game:
-    gen, disc = _models(config)
+    gen, disc = model(config)
     m, t = config.model, config.train
 
     def init(key):
@@ -88,7 +89,7 @@ def make_game(config) -> Game:
 
 def generate(params, config, key, n: int, chunk: int = 1000) -> np.ndarray:
     """`n` samples `[n, 28, 28, 3]` float32 in [0, 1], in batch-norm batches of `chunk`."""
-    gen, _ = _models(config)
+    gen, _ = model(config)
     chunk = min(chunk, n)
     batches = -(-n // chunk)
     z = noise(key, (batches, chunk, config.model.latent), config.model.noise)

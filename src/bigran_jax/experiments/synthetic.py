@@ -56,7 +56,8 @@ SUMMARY_COLUMNS = ['modes_captured', 'high_quality', 'reverse_kl']
 DIM = 2  # the samples' dimension
 
 
-def _models(config) -> tuple[nn.Module, StrategyDiscriminator]:
+def model(config) -> tuple[nn.Module, StrategyDiscriminator]:
+    """The networks `config.model` describes: `(generator, discriminator)`."""
     m = config.model
     wrapper = dict(lstm_hidden=m.lstm_hidden, mb_kernels=m.mb_kernels,
                    mb_kernel_dim=m.mb_kernel_dim, unroll=m.unroll)
@@ -69,7 +70,7 @@ def _models(config) -> tuple[nn.Module, StrategyDiscriminator]:
                                   m.init_std, **wrapper))
 
 
-def generate(gen: nn.Module, g_params, z, k: int = 1) -> jax.Array:
+def generate_from_noise(gen: nn.Module, g_params, z, k: int = 1) -> jax.Array:
     """Samples `[n, 2]` from noise `z` `[n, latent]`, `n = G * k`; position j of every group is
     one batch-norm batch (`benchmark_models.generate_by_slot`; the same as one call without batch
     norm)."""
@@ -77,7 +78,7 @@ def generate(gen: nn.Module, g_params, z, k: int = 1) -> jax.Array:
 
 
 def make_game(config) -> Game:
-    gen, disc = _models(config)
+    gen, disc = model(config)
     m, t = config.model, config.train
     means = jnp.asarray(mixtures.centres(config.data.mixture), jnp.float32)
 
@@ -95,16 +96,16 @@ def make_game(config) -> Game:
     # PacGAN: D minimises mean softplus(-D(x)) + softplus(D(G(z))), G the non-saturating
     # mean softplus(-D(G(z))).
     d_loss, g_loss = gan_losses(lambda p, x, key: disc.apply({'params': p}, x),
-                                lambda p, z: generate(gen, p, z, m.k), t)
+                                lambda p, z: generate_from_noise(gen, p, z, m.k), t)
 
     return Game(init=init, sample=sample, d_loss=d_loss, g_loss=g_loss)
 
 
-def sample_generator(params, config, key, n: int) -> np.ndarray:
+def generate(params, config, key, n: int) -> np.ndarray:
     """`n` generated samples `[n, 2]` float32, in one batch-norm batch."""
-    gen, _ = _models(config)
+    gen, _ = model(config)
     z = jax.random.normal(key, (n, config.model.latent))
-    return np.asarray(jax.jit(lambda p, z: generate(gen, p, z))(params['g'], z))
+    return np.asarray(jax.jit(lambda p, z: generate_from_noise(gen, p, z))(params['g'], z))
 
 
 def _scatter(path: str, samples, config, title: str) -> str:
@@ -122,7 +123,7 @@ def snapshot(params, config, key, workdir, step, tb, data) -> dict:
     """A scatter plot of generated samples, `samples_<step>.png`; their mode metrics (the loop
     writes them to metrics.jsonl and TensorBoard)."""
     del tb, data
-    samples = sample_generator(params, config, key, config.eval.num_samples)
+    samples = generate(params, config, key, config.eval.num_samples)
     _scatter(os.path.join(workdir, f'samples_{step:07d}.png'), samples, config,
              f'{_name(config)}, iteration {step}')
     return mixtures.mode_metrics(samples, mixtures.centres(config.data.mixture),
@@ -133,7 +134,7 @@ def evaluate(params, config, data, key, workdir) -> tuple[dict, list, str]:
     """PacGAN's metrics on `eval.num_samples` generated samples; the samples go to samples.npz
     and a scatter plot over the mode centres to samples.png."""
     del data
-    samples = sample_generator(params, config, key, config.eval.num_samples)
+    samples = generate(params, config, key, config.eval.num_samples)
     np.savez_compressed(os.path.join(workdir, 'samples.npz'), generated=samples)
     results = mixtures.mode_metrics(samples, mixtures.centres(config.data.mixture),
                                     config.data.std, config.eval.threshold)

@@ -31,13 +31,14 @@ def analytic(j, p: float = 0.5):
     return p ** np.asarray(j, np.float64) / (1.0 + p ** np.asarray(j, np.float64))
 
 
-def _model(config) -> GroupDiscriminator:
+def model(config) -> GroupDiscriminator:
+    """The network `config.model` describes: the discriminator (the toy has no generator)."""
     return GroupDiscriminator(k=config.model.k, features=config.model.hidden,
                               unroll=config.model.unroll, numerics=config.model.numerics)
 
 
 def make_game(config) -> Game:
-    disc = _model(config)
+    disc = model(config)
 
     def init(key):
         return {'d': disc.init(key, jnp.zeros((config.model.k, CATEGORIES)))['params'], 'g': {}}
@@ -60,7 +61,7 @@ def make_game(config) -> Game:
 def discriminator_outputs(params, config, sequences) -> np.ndarray:
     """P(real) at every position of `sequences` `[S, k]` (category ids) -> `[S, k]`."""
     x = jax.nn.one_hot(jnp.asarray(sequences).reshape(-1), CATEGORIES)
-    logits = _model(config).apply({'params': params['d']}, x)
+    logits = model(config).apply({'params': params['d']}, x)
     return np.asarray(jax.nn.sigmoid(logits)).reshape(sequences.shape)
 
 
