@@ -18,6 +18,7 @@ import os
 import numpy as np
 
 from bigran_jax import figures, report
+from bigran_jax.util import dotted_get
 
 
 def read_metric(workdir: str, metric: str) -> dict:
@@ -26,9 +27,7 @@ def read_metric(workdir: str, metric: str) -> dict:
     with open(os.path.join(workdir, 'metrics.jsonl')) as f:
         for line in f:
             row = json.loads(line)
-            value = row
-            for part in metric.split('.'):
-                value = value.get(part) if isinstance(value, dict) else None
+            value = dotted_get(row, metric)
             if isinstance(value, (int, float)) and 'step' in row:
                 out[row['step']] = value
     return out

@@ -110,7 +110,7 @@ FOUR_DEVICES = textwrap.dedent("""
         train.Run(bad)
         raise AssertionError('batch_size=6 over 4 devices was accepted')
     except ValueError as e:
-        assert 'config.train.batch_size=6 does not divide over 4 devices' in str(e), e
+        assert 'config.train.batch_size=6: does not divide over 4 devices' in str(e), e
     print('OK')
 """)
 
@@ -127,7 +127,7 @@ def test_launch_names_a_batch_the_devices_cannot_share(tmp_path):
          '--config.model.k=2', '--config.train.batch_size=6'],
         cwd=REPO, env=cpu_env(4), capture_output=True, text=True, timeout=300)
     assert out.returncode != 0
-    assert 'config.train.batch_size=6 does not divide over 4 devices' in out.stderr
+    assert 'config.train.batch_size=6: does not divide over 4 devices' in out.stderr
     assert not os.path.exists(tmp_path / 'checkpoints')
 
 

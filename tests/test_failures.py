@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from ml_collections import ConfigDict
 
-from bigran_jax import checkpoints, data, parallel, sweep, train
+from bigran_jax import checkpoints, data, sweep, train
 from bigran_jax.config import ConfigError, config_set, validate
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -168,7 +168,7 @@ BAD_INPUTS = {
                                   ConfigError, "model.k='two' is not a int"),
     'batch_not_multiple_of_k': (lambda c: setattr(c.train, 'batch_size', 9), ConfigError,
                                 'train.batch_size=9: must be a multiple of model.k=2'),
-    'too_many_devices': (too_many_devices, ConfigError, 'but JAX sees'),
+    'too_many_devices': (too_many_devices, ConfigError, r'config.num_devices=\d+: JAX sees'),
     'on_divergence': (lambda c: setattr(c.train, 'on_divergence', 'retry'), ConfigError,
                       "train.on_divergence='retry': must be 'stop' or 'rollback'"),
     'rollback_lr_factor': (lambda c: setattr(c.train, 'rollback_lr_factor', 1.0), ConfigError,
@@ -217,12 +217,14 @@ def test_images_of_the_wrong_size_are_named(tmp_path):
 
 
 @pytest.mark.parametrize('batch_size, k, devices, message', [
-    (12, 2, 8, 'config.train.batch_size=12 does not divide over 8 devices'),
+    (12, 2, 8, 'config.train.batch_size=12: does not divide over 8 devices: use a multiple of 16'),
     (12, 4, 2, 'gives 6 samples per device, which do not split into groups of k=4'),
 ])
 def test_batch_that_does_not_split_over_devices_is_named(batch_size, k, devices, message):
+    config = toy(train__batch_size=batch_size, model__k=k)
     with pytest.raises(ConfigError, match=message):
-        parallel.check_batch(batch_size, k, devices)
+        validate(config, devices=devices)
+    validate(toy(train__batch_size=devices * k * 3, model__k=k), devices=devices)  # one that does
 
 
 def test_workdir_of_another_experiment_is_left_as_it_was(resumed, tmp_path):

@@ -6,7 +6,7 @@ import os
 import numpy as np
 import pytest
 
-from bigran_jax import report
+from bigran_jax import report, util
 from bigran_jax.util import atomic_write, batched
 
 
@@ -44,3 +44,11 @@ def test_batched_pads_the_last_batch_and_keeps_every_row():
     np.testing.assert_array_equal(batched(lambda x: x.sum(-1), a, batch=4), a.sum(-1))
     with pytest.raises(ValueError, match='same, non-zero leading size'):
         batched(fn, a, b[:5])
+
+
+def test_dotted_get_walks_nested_dicts_and_gives_none_where_a_part_is_missing():
+    row = {'step': 4, 'snapshot': {'frechet_distance': 12.5, 'modes': [1, 2]}}
+    assert util.dotted_get(row, 'snapshot.frechet_distance') == 12.5
+    assert util.dotted_get(row, 'step') == 4
+    assert util.dotted_get(row, 'snapshot.nope') is None
+    assert util.dotted_get(row, 'step.deeper') is None  # a leaf is not a section

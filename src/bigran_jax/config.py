@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 
+import jax
 import ml_collections
 
 from bigran_jax.data import SOURCES
@@ -101,8 +102,12 @@ def base_config() -> ml_collections.ConfigDict:
     return c
 
 
-def validate(config: ml_collections.ConfigDict) -> None:
-    """Raises ConfigError with one line naming the offending key; run before anything is built."""
+def validate(config: ml_collections.ConfigDict, devices: int | None = None) -> None:
+    """Raises ConfigError with one line naming the offending key; run before anything is built.
+
+    `devices`: how many devices JAX sees (`jax.device_count()` when None), which
+    `config.num_devices` may not exceed and the batch must split over into groups of k.
+    """
     def need(ok, key, what):
         if not ok:
             raise ConfigError(f'config.{key}={config_get(config, key)!r}: {what}')
@@ -116,6 +121,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     need(config.model.k >= 1, 'model.k', 'must be >= 1')
     need(config.train.batch_size % config.model.k == 0, 'train.batch_size',
          f'must be a multiple of model.k={config.model.k}')
+    _check_devices(config, need, jax.device_count() if devices is None else devices)
     need(config.train.num_steps >= 0, 'train.num_steps', 'must be >= 0')
     need(config.train.d_steps >= 0 and config.train.g_steps >= 0, 'train.d_steps',
          'update counts must be >= 0')
@@ -159,6 +165,17 @@ def validate(config: ml_collections.ConfigDict) -> None:
         if len(paths) > 1:
             need(all(len(v) == len(paths) for v in values), 'sweep',
                  f'every value of {path} must list {len(paths)} values, one per path')
+
+
+def _check_devices(config, need, devices: int) -> None:
+    """`num_devices` exists, and the global batch splits over them into groups of k."""
+    need(0 <= config.num_devices <= devices, 'num_devices',
+         f'JAX sees {devices} device(s) (0: use them all)')
+    shards, batch, k = config.num_devices or devices, config.train.batch_size, config.model.k
+    need(batch % shards == 0, 'train.batch_size', f'does not divide over {shards} devices: use a '
+         f'multiple of {shards * k} or set config.num_devices')
+    need(batch // shards % k == 0, 'train.batch_size', f'gives {batch // shards} samples per '
+         f'device, which do not split into groups of k={k}')
 
 
 def _check_strategy(config, need) -> None:

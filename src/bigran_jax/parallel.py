@@ -17,30 +17,14 @@ import numpy as np
 from absl import logging
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from bigran_jax.config import ConfigError
-
 AXIS = 'batch'
 
 
 def make_mesh(num_devices: int = 0) -> Mesh:
-    """A mesh over the first `num_devices` devices (all of them, on every host, when 0)."""
+    """A mesh over the first `num_devices` devices (all of them, on every host, when 0;
+    `config.validate` checks the count)."""
     devices = jax.devices()
-    if num_devices < 0 or num_devices > len(devices):
-        raise ConfigError(f'config.num_devices={num_devices}, but JAX sees {len(devices)} '
-                         f'device(s): {devices}')
     return Mesh(np.array(devices[:num_devices or len(devices)]), (AXIS,))
-
-
-def check_batch(batch_size: int, k: int, num_shards: int, key: str = 'train.batch_size') -> int:
-    """The per-device batch; raises a one-line error when the global batch does not split."""
-    if batch_size % num_shards:
-        raise ConfigError(f'config.{key}={batch_size} does not divide over {num_shards} devices: '
-                          f'use a multiple of {num_shards * k} or set config.num_devices')
-    per_device = batch_size // num_shards
-    if per_device % k:
-        raise ConfigError(f'config.{key}={batch_size} gives {per_device} samples per device, '
-                          f'which do not split into groups of k={k}')
-    return per_device
 
 
 def replicate(tree, mesh: Mesh):

@@ -10,7 +10,7 @@ import time
 
 import numpy as np
 
-from bigran_jax.util import atomic_write
+from bigran_jax.util import atomic_write, dotted_get
 
 
 def _jsonable(x):
@@ -123,11 +123,6 @@ def summarize(workdirs: dict, columns: list[str]) -> str:
     lines = [header, '|' + ' --- |' * (len(columns) + 1)]
     for name, wd in workdirs.items():
         res = read_results(wd) or {}
-        cells = []
-        for col in columns:
-            v = res
-            for part in col.split('.'):
-                v = v.get(part) if isinstance(v, dict) else None
-            cells.append(_cell(v))
+        cells = [_cell(dotted_get(res, col)) for col in columns]
         lines.append(f'| {name} | ' + ' | '.join(cells) + ' |')
     return '\n'.join(lines)

@@ -66,8 +66,7 @@ class Run:
         self.config = config = configs[0]
         self.experiment = EXPERIMENTS[config.experiment]
         self.mesh = parallel.make_mesh(config.num_devices)
-        self.per_device_batch = parallel.check_batch(config.train.batch_size, config.model.k,
-                                                     self.mesh.size)
+        self.per_device_batch = config.train.batch_size // self.mesh.size  # validate: splits
         self.mnist = None
         self.train_images = None
         if self.experiment.NEEDS_DATA:

@@ -55,3 +55,11 @@ def batched(fn, *arrays, batch: int = 1000):
         chunk = [np.pad(c, [(0, pad)] + [(0, 0)] * (c.ndim - 1)) for c in chunk]
         outs.append(jax.device_get(fn(*chunk)))
     return jax.tree.map(lambda *parts: np.concatenate(parts)[:n], *outs)
+
+
+def dotted_get(tree, path: str):
+    """`tree['a']['b']` for `path` 'a.b' in nested dicts (a results.json, a metrics row); None
+    where a part is missing. (Config keys: `config.config_get`, which names a missing key.)"""
+    for part in path.split('.'):
+        tree = tree.get(part) if isinstance(tree, dict) else None
+    return tree
