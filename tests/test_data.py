@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from bigran_jax import data
+from bigran_jax import data, samplers
 
 N_TRAIN, N_TEST = 20, 10
 
@@ -273,25 +273,25 @@ def test_unknown_source_lists_the_valid_ones():
 
 def test_to_device_dataset_flattens_to_uint8():
     images = (np.arange(3 * 28 * 28) % 256).astype(np.uint8).reshape(3, 28, 28, 1)
-    flat = data.to_device_dataset(images)
+    flat = samplers.to_device_dataset(images)
     assert isinstance(flat, jax.Array) and flat.shape == (3, 784) and flat.dtype == jnp.uint8
     np.testing.assert_array_equal(flat, images.reshape(3, 784))
     with pytest.raises(ValueError):
-        data.to_device_dataset(images.astype(np.float32))
+        samplers.to_device_dataset(images.astype(np.float32))
 
 
 def test_sample_batch():
-    images = data.to_device_dataset(
+    images = samplers.to_device_dataset(
         np.random.default_rng(0).integers(0, 256, (50, 28, 28, 1), dtype=np.uint8))
     images = images.at[0].set(255).at[1].set(0)  # So that 0 and 1 are certainly in range.
     key = jax.random.key(0)
-    batch = data.sample_batch(key, images, 64)
+    batch = samplers.sample_batch(key, images, 64)
     assert batch.shape == (64, 784) and batch.dtype == jnp.float32
     assert float(batch.min()) >= 0.0 and float(batch.max()) <= 1.0
     # Every row is some image, scaled by 1/255.
     rows = {row.tobytes() for row in np.asarray(images)}
     assert all(np.rint(row * 255).astype(np.uint8).tobytes() in rows for row in np.asarray(batch))
-    jitted = jax.jit(data.sample_batch, static_argnums=2)
+    jitted = jax.jit(samplers.sample_batch, static_argnums=2)
     np.testing.assert_array_equal(jitted(key, images, 64), batch)
-    np.testing.assert_array_equal(data.sample_batch(key, images, 64), batch)
-    assert not np.array_equal(data.sample_batch(jax.random.key(1), images, 64), batch)
+    np.testing.assert_array_equal(samplers.sample_batch(key, images, 64), batch)
+    assert not np.array_equal(samplers.sample_batch(jax.random.key(1), images, 64), batch)

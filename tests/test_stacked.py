@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from bigran_jax import benchmark_models, metrics, sweep, train
+from bigran_jax import benchmark_models, metrics, samplers, sweep, train
 from bigran_jax import config as config_lib
 from bigran_jax.experiments import stacked
 
@@ -47,7 +47,7 @@ def test_malformed_channel_classes_are_refused(digits):
 
 def test_stack_puts_three_images_in_the_channels():
     flat = jnp.arange(6)[:, None] / 10.0 * jnp.ones((6, 784))  # image i is all i / 10
-    x = stacked.stack(flat)
+    x = samplers.stack_channels(flat)
     assert x.shape == (2, 28, 28, 3)
     np.testing.assert_allclose(x[1, 5, 9], 2 * np.array([0.3, 0.4, 0.5]) - 1, atol=1e-6)
 
@@ -103,7 +103,7 @@ def test_recurrent_image_position_j_reads_only_images_up_to_j():
 def test_generators_make_28x28x3_images_in_range(setting):
     c = stacked_config.get_config(setting)
     gen, _ = stacked.model(c)
-    z = stacked.noise(jax.random.key(0), (3, c.model.latent), c.model.noise)
+    z = samplers.noise(jax.random.key(0), (3, c.model.latent), c.model.noise)
     params = gen.init(jax.random.key(1), z)
     x = gen.apply(params, z)
     assert x.shape == (3, 28, 28, 3) and float(jnp.abs(x).max()) <= 1.0
@@ -129,7 +129,7 @@ def test_bad_noise_and_strategy_are_named():
     with pytest.raises(config_lib.ConfigError, match="model.noise='cauchy': must be"):
         config_lib.validate(c)
     with pytest.raises(ValueError, match='model.noise'):
-        stacked.noise(jax.random.key(0), (1,), 'cauchy')
+        samplers.noise(jax.random.key(0), (1,), 'cauchy')
     c = tiny_config(strategy='minibatch', k=2)
     with pytest.raises(config_lib.ConfigError, match='model.k=2: must be 1'):
         config_lib.validate(c)

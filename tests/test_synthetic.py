@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from bigran_jax import benchmark_models, mixtures, models, sweep, train
+from bigran_jax import benchmark_models, mixtures, models, samplers, sweep, train
 from bigran_jax import config as config_lib
 from bigran_jax.experiments import synthetic
 
@@ -69,7 +69,7 @@ def test_far_samples_are_low_quality_and_counted_nowhere():
 
 
 def test_real_samples_cover_every_mode_at_the_gaussian_rate():
-    samples = np.asarray(mixtures.sample(jax.random.key(0), RING, 0.01, 4000))
+    samples = np.asarray(samplers.mixture(jax.random.key(0), RING, 0.01, 4000))
     out = mixtures.mode_metrics(samples, RING, 0.01)
     assert out['modes_captured'] == 8
     # A 2-D Gaussian lies within 3 stds with probability 1 - exp(-9 / 2) = 0.9889.

@@ -14,9 +14,7 @@
   `data_dir` is ''), else 'embedded'. It only looks at files: it never downloads or waits on the
   network.
 
-Training keeps the images on device as uint8 `[N, 784]` (`to_device_dataset`, a quarter of the
-float32 memory) and draws batches inside the jitted step (`sample_batch`), so no batch crosses from
-the host during training.
+What training draws from these arrays, on device, is in `bigran_jax.samplers`.
 
 `tensorflow_datasets` is imported inside the functions that need it: importing this module stays
 fast, and 'idx' and 'embedded' work where TFDS is broken or absent.
@@ -38,8 +36,6 @@ import time
 import zlib
 from collections.abc import Sequence
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
@@ -502,41 +498,6 @@ def load_mnist(source: str = 'auto', data_dir: str = '') -> MNIST:
         mnist = _load_embedded()
     logging.info('%s', mnist.description)
     return mnist
-
-
-def to_device_dataset(images_u8) -> jax.Array:
-    """Puts images on the default device as flat uint8 rows.
-
-    Args:
-      images_u8: uint8 `[N, 28, 28, 1]` (or `[N, 28, 28]`, `[N, 784]`), numpy or jax.
-
-    Returns:
-      uint8 `[N, 784]` jax array: a quarter of float32's memory; `sample_batch` converts batches.
-    """
-    images = jnp.asarray(images_u8)
-    if images.dtype != jnp.uint8:
-        raise ValueError(f'expected uint8 images, got {images.dtype}')
-    if images.ndim < 2 or int(np.prod(images.shape[1:])) != IMAGE_SIDE * IMAGE_SIDE:
-        raise ValueError(f'expected images of 784 pixels each, got shape {images.shape}')
-    return images.reshape(images.shape[0], IMAGE_SIDE * IMAGE_SIDE)
-
-
-def sample_batch(key: jax.Array, images: jax.Array, batch_size: int) -> jax.Array:
-    """Draws a batch uniformly with replacement, on device; pure and jittable.
-
-    Sampling with replacement lets every step draw independently from its own key: there is no
-    epoch position to carry in the training state or to restore on resume.
-
-    Args:
-      key: PRNG key.
-      images: uint8 `[N, 784]` from `to_device_dataset`.
-      batch_size: rows to draw; a static Python int under `jit`.
-
-    Returns:
-      float32 `[batch_size, 784]` in [0, 1].
-    """
-    index = jax.random.randint(key, (batch_size,), 0, images.shape[0])
-    return jnp.take(images, index, axis=0).astype(jnp.float32) / 255.0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,19 +1,16 @@
-"""The 2-D Gaussian mixtures of PacGAN's mode-collapse benchmark: their centres, sampling, and the
-metrics of PacGAN's Table 1 (docs/pacgan_2d_protocol.md).
+"""The 2-D Gaussian mixtures of PacGAN's mode-collapse benchmark: their centres and the metrics of
+PacGAN's Table 1 (docs/pacgan_2d_protocol.md); `samplers.mixture` draws from them.
 
 The metrics follow PacGAN's `MetricLogger`: each sample goes to its nearest mode, and is *high
 quality* when it lies within `threshold` (3) standard deviations of it. Only high-quality samples
 are counted per mode; from those counts come the modes captured (modes with at least one), the
 high-quality share (counted samples over all samples) and the reverse KL, KL(counts || uniform).
 
-Sampling is JAX (it runs on device inside the training step); the metrics are numpy, pure, and
-take and return plain arrays and numbers.
+The metrics are numpy, pure, and take and return plain arrays and numbers.
 """
 
 from __future__ import annotations
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
 from bigran_jax import metrics
@@ -41,14 +38,6 @@ def centres(mixture: str) -> np.ndarray:
     if mixture == 'grid':
         return grid_centres()
     raise ValueError(f'unknown mixture {mixture!r}; use one of {MIXTURES}')
-
-
-def sample(key: jax.Array, means, std: float, n: int) -> jax.Array:
-    """`n` samples `[n, 2]` of the equal-weight mixture of N(mean, std^2 I), `means` `[M, 2]`."""
-    k_mode, k_noise = jax.random.split(key)
-    means = jnp.asarray(means, jnp.float32)
-    mode = jax.random.randint(k_mode, (n,), 0, means.shape[0])
-    return means[mode] + std * jax.random.normal(k_noise, (n, means.shape[1]))
 
 
 def mode_counts(samples, means, std: float, threshold: float = 3.0) -> np.ndarray:

@@ -32,7 +32,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from bigran_jax import checkpoints, optim, parallel, report, steps
+from bigran_jax import checkpoints, optim, parallel, report, samplers, steps
 from bigran_jax import config as config_lib
 from bigran_jax import data as data_lib
 from bigran_jax.experiments import EXPERIMENTS
@@ -73,7 +73,7 @@ class Run:
             self.mnist = data_lib.load_mnist(config.data.source, config.data.dir)
             logging.info('data: %s', self.mnist.description)
             self.train_images = parallel.replicate(
-                data_lib.to_device_dataset(self.mnist.train_images), self.mesh)
+                samplers.to_device_dataset(self.mnist.train_images), self.mesh)
         self.game = self.experiment.make_game(config)
         self.lr_scale = 1.0
         self.tx = optim.make_optimizers(config.train)

@@ -22,10 +22,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from bigran_jax import figures, metrics
-from bigran_jax.data import sample_batch
 from bigran_jax.experiments import common
 from bigran_jax.losses import bigran_d_loss, bigran_g_loss, clips_bce
 from bigran_jax.models import IMAGE_SIZE, Decoder, Encoder, JointDiscriminator
+from bigran_jax.samplers import sample_batch
 from bigran_jax.steps import Game
 from bigran_jax.util import batched
 

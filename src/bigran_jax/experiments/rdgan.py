@@ -19,10 +19,10 @@ import numpy as np
 
 from bigran_jax import figures
 from bigran_jax.benchmark_models import MLPFeatures, StrategyDiscriminator
-from bigran_jax.data import sample_batch
 from bigran_jax.experiments import common
 from bigran_jax.losses import clips_bce, gan_losses
 from bigran_jax.models import IMAGE_SIZE, GroupDiscriminator, MLPGenerator
+from bigran_jax.samplers import sample_batch
 from bigran_jax.steps import Game
 
 NEEDS_DATA = True

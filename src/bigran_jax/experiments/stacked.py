@@ -23,15 +23,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bigran_jax import figures, metrics
+from bigran_jax import figures, metrics, samplers
 from bigran_jax.benchmark_models import (
     DCGANFeatures,
     DCGANGenerator,
     StrategyDiscriminator,
     generate_by_slot,
 )
-from bigran_jax.config import NOISES
-from bigran_jax.data import sample_batch
 from bigran_jax.experiments import common
 from bigran_jax.losses import gan_losses
 from bigran_jax.steps import Game
@@ -49,22 +47,6 @@ def model(config) -> tuple[DCGANGenerator, StrategyDiscriminator]:
                                   init_std=m.init_std, unroll=m.unroll))
 
 
-def noise(key, shape, kind: str) -> jax.Array:
-    """The generator's input: 'uniform' on [-1, 1] (PacGAN's VEEGAN setting) or 'normal'."""
-    if kind == 'uniform':
-        return jax.random.uniform(key, shape, minval=-1.0, maxval=1.0)
-    if kind == 'normal':
-        return jax.random.normal(key, shape)
-    raise ValueError(f'config.model.noise={kind!r}: must be one of {NOISES}')
-
-
-def stack(flat_images) -> jax.Array:
-    """`[3n, 784]` MNIST images in [0, 1] -> stacked `[n, 28, 28, 3]` in [-1, 1], images 3i, 3i+1,
-    3i+2 as the channels of image i."""
-    x = flat_images.reshape(-1, CHANNELS, SIDE, SIDE).transpose(0, 2, 3, 1)
-    return 2.0 * x - 1.0
-
-
 def make_game(config) -> Game:
     gen, disc = model(config)
     m, t = config.model, config.train
@@ -76,8 +58,8 @@ def make_game(config) -> Game:
 
     def sample(images, key, n):
         kx, kz = jax.random.split(key)
-        return {'real': stack(sample_batch(kx, images, CHANNELS * n)),
-                'z': noise(kz, (n, m.latent), m.noise)}
+        return {'real': samplers.stack_channels(samplers.sample_batch(kx, images, CHANNELS * n)),
+                'z': samplers.noise(kz, (n, m.latent), m.noise)}
 
     # DCGAN-tensorflow's losses: D's cross-entropy on real and generated, G non-saturating.
     d_loss, g_loss = gan_losses(
@@ -92,7 +74,7 @@ def generate(params, config, key, n: int, chunk: int = 1000) -> np.ndarray:
     gen, _ = model(config)
     chunk = min(chunk, n)
     batches = -(-n // chunk)
-    z = noise(key, (batches, chunk, config.model.latent), config.model.noise)
+    z = samplers.noise(key, (batches, chunk, config.model.latent), config.model.noise)
     fn = jax.jit(lambda p, z: (gen.apply({'params': p}, z) + 1.0) / 2.0)
     return np.concatenate([np.asarray(fn(params['g'], zb)) for zb in z])[:n]
 

@@ -40,7 +40,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bigran_jax import figures, mixtures
+from bigran_jax import figures, mixtures, samplers
 from bigran_jax.benchmark_models import (
     MixtureGenerator,
     StrategyDiscriminator,
@@ -90,7 +90,7 @@ def make_game(config) -> Game:
     def sample(data, key, n):
         del data
         kx, kz = jax.random.split(key)
-        return {'real': mixtures.sample(kx, means, config.data.std, n),
+        return {'real': samplers.mixture(kx, means, config.data.std, n),
                 'z': jax.random.normal(kz, (n, m.latent))}
 
     # PacGAN: D minimises mean softplus(-D(x)) + softplus(D(G(z))), G the non-saturating

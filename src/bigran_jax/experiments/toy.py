@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bigran_jax import figures
+from bigran_jax import figures, samplers
 from bigran_jax.losses import clips_bce, toy_d_loss
 from bigran_jax.models import GroupDiscriminator
 from bigran_jax.steps import Game
@@ -46,9 +46,8 @@ def make_game(config) -> Game:
     def sample(data, key, n):
         del data
         k_real, k_fake = jax.random.split(key)
-        return {'real': jax.nn.one_hot(jax.random.randint(k_real, (n,), 0, CATEGORIES), CATEGORIES),
-                'fake': jax.nn.one_hot(jax.random.randint(k_fake, (n,), 0, FAKE_CATEGORIES),
-                                       CATEGORIES)}
+        return {'real': samplers.one_hots(k_real, n, CATEGORIES, CATEGORIES),
+                'fake': samplers.one_hots(k_fake, n, FAKE_CATEGORIES, CATEGORIES)}
 
     def d_loss(d_params, g_params, batch, key):
         del g_params, key  # no generator; no dropout
