@@ -263,3 +263,14 @@ def test_one_gradient_step_is_five_calls_below_train_and_evaluate(tmp_path, monk
     train.train_and_evaluate(tiny(toy_config), str(tmp_path))
     assert stacks and stacks[0][::-1] == ['train_and_evaluate', 'train_loop', 'train_iterations',
                                           'train_iteration', 'player_step']
+
+
+def test_every_experiment_provides_what_the_loop_uses():
+    from bigran_jax.experiments import EXPERIMENTS, Experiment
+    assert list(EXPERIMENTS) == ['toy', 'rdgan', 'bigran', 'synthetic', 'stacked']
+    for name, module in EXPERIMENTS.items():
+        assert isinstance(module.NEEDS_DATA, bool), name
+        assert module.SUMMARY_COLUMNS and all(isinstance(c, str) for c in module.SUMMARY_COLUMNS)
+        for fn in ('model', 'make_game', 'evaluate', 'snapshot'):
+            want = len(inspect.signature(getattr(Experiment, fn)).parameters) - 1  # self
+            assert len(inspect.signature(getattr(module, fn)).parameters) == want, (name, fn)
