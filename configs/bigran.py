@@ -79,6 +79,9 @@ def get_config(variant: str = 'default'):
     # late canvases count more (0: every step the same, the paper; bigran_jax.losses.step_weights).
     c.train.step_power = 1.0
     c.train.r1 = 0.0  # R1 (Mescheder et al. 2018): gamma / 2 * ||grad D(x, E(x))||^2 in D's loss
+    # What R1's gradient is taken with respect to: the real 'pair' (the image and its latents) or
+    # the 'image' alone (D then stays free to tell latents apart; see README, BiGRAN finding 8).
+    c.train.r1_on = 'pair'
     c.train.iterations_per_call = 50
     c.train.log_every = 500
     c.checkpoint.every = 2000

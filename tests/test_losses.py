@@ -101,6 +101,10 @@ def test_r1_is_the_squared_gradient_norm_on_real_pairs():
     want = (np.square(gx).sum(-1) + np.square(gz).sum((1, 2))).mean()
     np.testing.assert_allclose(m['r1'], want, rtol=1e-4)
     np.testing.assert_allclose(total, m['d_loss'] + 2.0 * want, rtol=1e-4)
+    # on the image alone, the latents' part is left out
+    _, m_image = d_loss(setup(d_l1=0.0, r1=4.0, r1_on='image')[1], net, params, batch)
+    np.testing.assert_allclose(m_image['r1'], np.square(gx).sum(-1).mean(), rtol=1e-4)
+    assert float(m_image['r1']) < float(m['r1'])
 
 
 def _grads(**train):
@@ -136,8 +140,9 @@ def test_gradients_of_each_term_reach_the_right_player_only():
 
 
 @pytest.mark.parametrize('key, value', [
-    ('train.cycle_x', -1.0), ('train.cycle_steps', 'first'), ('model.numerics', 'keras2'),
-    ('train.step_power', -1.0), ('model.d_minibatch', -1), ('model.d_joint', -1)])
+    ('train.cycle_x', -1.0), ('train.cycle_steps', 'first'), ('train.r1_on', 'latent'),
+    ('model.numerics', 'keras2'), ('train.step_power', -1.0), ('model.d_minibatch', -1),
+    ('model.d_joint', -1)])
 def test_bad_term_settings_are_one_line_config_errors(key, value):
     from bigran_jax import config as config_lib
     c = bigran_config.get_config()

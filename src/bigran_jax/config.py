@@ -211,6 +211,7 @@ def _check_rdgan_discriminator(config, need) -> None:
 # BiGRAN's fidelity and regulariser terms (bigran_jax.losses): weights, and where the cycle reads.
 BIGRAN_TERMS = ('train.cycle_x', 'train.cycle_z', 'train.kl', 'train.r1', 'train.step_power')
 CYCLE_STEPS = ('last', 'all')
+R1_ON = ('pair', 'image')
 
 
 def _check_weights(config, need, keys) -> None:
@@ -225,6 +226,7 @@ def _check_bigran(config, need) -> None:
     _check_weights(config, need, BIGRAN_TERMS)
     need(config_get(config, 'train.cycle_steps') in CYCLE_STEPS, 'train.cycle_steps',
          f'must be one of {CYCLE_STEPS}')
+    need(config_get(config, 'train.r1_on') in R1_ON, 'train.r1_on', f'must be one of {R1_ON}')
     for key, low, what in (('model.d_minibatch', 0, ' (0: no minibatch discrimination)'),
                            ('model.d_joint', 0, ' (0: no joint layer)'),
                            ('model.decoder_mlp', 0, ' (0: the paper\'s decoder)'),

@@ -147,7 +147,8 @@ def bigran_d_loss(net, train, d_params, g_params, batch, key, *, clip: bool = Fa
          + r1 / 2 * E_x ||grad_(x, E(x)) sum_s D_s(x, E(x))||^2     (Mescheder et al. 2018's R1)
 
     R1 penalises D's gradient on real pairs only, with respect to both halves of the pair (the
-    image and its latent sequence), computed from the same forward pass as the real logits.
+    image and its latent sequence; `train.r1_on = 'pair'`) or to the image alone (`'image'`),
+    computed from the same forward pass as the real logits.
     Reported `d_loss` is the BCE alone.
     """
     z_real, canvases = _pairs(net, g_params, batch)
@@ -156,7 +157,10 @@ def bigran_d_loss(net, train, d_params, g_params, batch, key, *, clip: bool = Fa
     if train.r1 > 0:
         real, vjp = jax.vjp(score, batch['x'], z_real)
         gx, gz = vjp(jnp.ones_like(real))
-        r1 = (jnp.square(gx).sum(-1) + jnp.square(gz).sum((-2, -1))).mean()
+        r1 = jnp.square(gx).sum(-1)
+        if train.r1_on == 'pair':
+            r1 = r1 + jnp.square(gz).sum((-2, -1))
+        r1 = r1.mean()
     else:
         real, r1 = score(batch['x'], z_real), jnp.zeros(())
     fake = _discriminate(net, d_params, canvases, batch['z'], k_fake)
