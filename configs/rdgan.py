@@ -34,7 +34,7 @@ way):
   clipped cross-entropy).
 - 'strategies': other ways to show the discriminator several samples, in the same harness and
   schedule as the default. The discriminator is one shared base network (Dense 256, LeakyReLU
-  0.2, on the pixels) under one of `models.StrategyDiscriminator`'s heads: plain (k = 1),
+  0.2, on the pixels) under one of `benchmark_models.StrategyDiscriminator`'s heads: plain (k = 1),
   minibatch discrimination (k = 1, Salimans et al.'s 100 kernels of 5), packing k = 4 (PacGAN:
   4 images concatenated into one input), recurrent k = 4 forward, recurrent k = 4 bidirectional
   (an LSTM of 256 units each way over the base network's features), and recurrent k = 1 (k alone
@@ -66,7 +66,7 @@ def get_config(variant: str = 'default'):
     c.model.d_hidden = 256  # discriminator: bidirectional LSTM, 256 units each way (reference)
     c.model.bidirectional = True  # reference: the LSTM reads each group both ways
     # 0: the LSTM reads the pixels (reference). > 0: a base network Dense(d_body) + LeakyReLU
-    # under model.strategy's head (models.StrategyDiscriminator), d_hidden its LSTM units.
+    # under model.strategy's head (benchmark_models.StrategyDiscriminator), d_hidden its LSTM units.
     c.model.d_body = 0
     c.model.strategy = 'recurrent'  # 'recurrent' | 'packing' | 'plain' | 'minibatch' (d_body > 0)
     c.model.mb_kernels, c.model.mb_kernel_dim = 100, 5  # 'minibatch': Salimans et al.'s MNIST
