@@ -100,7 +100,7 @@ def train_population(configs: list[ml_collections.ConfigDict],
         seconds = time.perf_counter() - t_start
         results = [{} for _ in configs]
         if outputs.primary:
-            params = run.split(jax.device_get(steps.evaluation_params(state)))
+            params = jax.device_get(run.split(steps.evaluation_params(state)))
             results = [train.evaluate(run, p, workdir, step, tb, member=i, train_seconds=seconds)
                        for i, (p, workdir, tb) in enumerate(zip(params, workdirs, outputs.tbs,
                                                                 strict=True))]

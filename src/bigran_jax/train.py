@@ -220,10 +220,12 @@ class Outputs:
             tb.scalars(step, run_metrics, 'train/')
 
     def snapshot(self, step: int, params) -> None:
-        """The experiments' mid-training snapshot of each run's `params` (on the host)."""
+        """The experiments' mid-training snapshot of each run's part of `params` (on the mesh;
+        split there, then fetched to the host)."""
         run = self.run
+        parts = jax.device_get(run.split(params))
         for i, (config, workdir, tb, p) in enumerate(zip(run.configs, self.workdirs, self.tbs,
-                                                          run.split(params), strict=True)):
+                                                          parts, strict=True)):
             out = run.experiment.snapshot(p, config, jax.random.fold_in(run.eval_keys[i], 0),
                                           workdir, step, tb, run.mnist)
             if out:
@@ -319,7 +321,7 @@ def train_loop(run: Run, outputs: Outputs, state, step: int) -> tuple:
                 _log(run, outputs, step, [{k: v[-1] for k, v in h.items()} for h in history],
                      rate)
             if step in config.eval.snapshot_steps and outputs.primary:
-                outputs.snapshot(step, jax.device_get(steps.evaluation_params(state)))
+                outputs.snapshot(step, steps.evaluation_params(state))
             if config.checkpoint.every and step % config.checkpoint.every == 0:
                 outputs.save(step, state)
     outputs.save(step, state, force=True)
