@@ -62,7 +62,7 @@ def iteration_flops(run: train.Run, state, images) -> float:
         if not count:
             continue
 
-        update = functools.partial(steps.player_step, data=images, player=player, game=game,
+        update = functools.partial(steps.player_update, data=images, player=player, game=game,
                                    tx=run.tx, batch_size=run.per_device_batch)
         cost = jax.jit(update).lower(state, jax.random.key(0)).compile().cost_analysis()
         cost = cost[0] if isinstance(cost, list) else cost

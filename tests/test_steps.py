@@ -160,7 +160,7 @@ def test_reconstruct_is_deterministic_per_key_and_varies_across_keys():
 
 
 MULTI_DEVICE = textwrap.dedent("""
-    import functools, sys
+    import dataclasses, functools, sys
     import jax, numpy as np, optax
     from jax.sharding import Mesh, PartitionSpec as P
     sys.path[:0] = ['tests', 'configs']
@@ -176,13 +176,16 @@ MULTI_DEVICE = textwrap.dedent("""
     game, tx, state, images, batch = setup(config, rdgan, n=8, optimizer=optax.sgd(1.0))
     mesh = Mesh(np.array(jax.devices()), ('batch',))
     key = jax.random.key(7)
+    # a sampler that hands over the batch it is given: each device gets its half of `batch`
+    game = dataclasses.replace(game, sample=lambda data, key, n: data)
     for player in ('d', 'g'):
-        update = functools.partial(steps.player_update, player=player, game=game, tx=tx)
-        single, m1 = jax.jit(update)(state, batch, key)
+        update = functools.partial(steps.player_update, player=player, game=game, tx=tx,
+                                   batch_size=8)
+        single, m1 = jax.jit(update)(state, key, batch)
         sharded = jax.jit(jax.shard_map(
             functools.partial(update, axis_name='batch'), mesh=mesh,
-            in_specs=(P(), P('batch'), P()), out_specs=P()))
-        double, m2 = sharded(state, batch, key)
+            in_specs=(P(), P(), P('batch')), out_specs=P()))
+        double, m2 = sharded(state, key, batch)
         jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
                      (single, m1), (double, m2))
         assert not np.allclose(single.params[player]['Dense_0' if player == 'g' else 'out']

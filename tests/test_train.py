@@ -253,9 +253,9 @@ def test_rdgan_strategy_keys_are_checked():
         validate(c)
 
 
-def test_one_gradient_step_is_five_calls_below_train_and_evaluate(tmp_path, monkeypatch):
-    """The path the README's layout lists: launch.main -> train_and_evaluate -> train_loop ->
-    steps.train_iterations -> train_iteration -> player_step -> player_update, nothing between."""
+def test_one_gradient_step_is_three_calls_below_train_and_evaluate(tmp_path, monkeypatch):
+    """The path the README's layout lists: launch.main -> train_and_evaluate ->
+    steps.train_iterations -> train_iteration -> player_update, nothing between."""
     src = os.path.dirname(train.__file__)
     stacks = []
     update = steps.player_update
@@ -266,8 +266,8 @@ def test_one_gradient_step_is_five_calls_below_train_and_evaluate(tmp_path, monk
 
     monkeypatch.setattr(steps, 'player_update', recording)
     train.train_and_evaluate(tiny(toy_config), str(tmp_path))
-    assert stacks and stacks[0][::-1] == ['train_and_evaluate', 'train_loop', 'train_iterations',
-                                          'train_iteration', 'player_step']
+    assert stacks and stacks[0][::-1] == ['train_and_evaluate', 'train_iterations',
+                                          'train_iteration']
 
 
 def test_every_experiment_provides_what_the_loop_uses():

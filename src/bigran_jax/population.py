@@ -11,13 +11,11 @@ hands each member's slice to that member's workdir: checkpoints, metrics, snapsh
 from __future__ import annotations
 
 import functools
-import time
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-from absl import logging
 
 from bigran_jax import config as config_lib
 from bigran_jax import steps, train
@@ -85,26 +83,4 @@ def train_population(configs: list[ml_collections.ConfigDict],
     """
     if len(configs) == 1:
         return [train.train_and_evaluate(configs[0], workdirs[0])]
-    run = Population(*configs)
-    outputs = train.Outputs(run, workdirs)
-    try:
-        restored = outputs.restore()  # refuses a workdir of another experiment
-        if len({step for _, step in restored}) > 1:
-            outputs.close()
-            logging.warning('population members restored at different iterations (%s): training '
-                            'them one after another', [s for _, s in restored])
-            return [train.train_and_evaluate(c, w) for c, w in zip(configs, workdirs, strict=True)]
-        state, step = train.resume(run, outputs, restored)
-        t_start = time.perf_counter()
-        state, step, trained = train.train_loop(run, outputs, state, step)
-        seconds = time.perf_counter() - t_start
-        results = [{} for _ in configs]
-        if outputs.primary:
-            params = jax.device_get(run.split(steps.evaluation_params(state)))
-            results = [train.evaluate(run, p, workdir, step, tb, member=i, train_seconds=seconds)
-                       for i, (p, workdir, tb) in enumerate(zip(params, workdirs, outputs.tbs,
-                                                                strict=True))]
-    finally:
-        outputs.close()
-    outputs.log_done(trained, seconds)
-    return results
+    return train.train_and_evaluate(Population(*configs), workdirs)

@@ -86,9 +86,10 @@ def _mean(tree, axis_name):
     return tree if axis_name is None else lax.pmean(tree, axis_name)
 
 
-def player_update(state: TrainState, batch: dict, key, *, player: str, game: Game, tx: dict,
-                  axis_name: str | None = None) -> tuple[TrainState, dict]:
-    """One gradient step of `player` ('d' or 'g') on `batch`, the other player held fixed.
+def player_update(state: TrainState, key, data, *, player: str, game: Game, tx: dict,
+                  batch_size: int, axis_name: str | None = None) -> tuple[TrainState, dict]:
+    """One gradient step of `player` ('d' or 'g') on a fresh batch of `batch_size` drawn from
+    `data` by `game.sample`, the other player held fixed.
 
     Gradients and metrics are averaged over `axis_name` (the device axis) when given, so the
     update on devices holding the shards of a batch equals the update on the whole batch.
@@ -97,6 +98,8 @@ def player_update(state: TrainState, batch: dict, key, *, player: str, game: Gam
       The new state and the metrics: the player's losses plus `{player}_grad_norm` and
       `{player}_param_norm`, the health figures the loop checks.
     """
+    k_batch, k_loss = jax.random.split(key)
+    batch = game.sample(data, k_batch, batch_size)
     other = 'g' if player == 'd' else 'd'
     own = state.params[player]
     if axis_name in jax.sharding.get_abstract_mesh().manual_axes:
@@ -105,7 +108,7 @@ def player_update(state: TrainState, batch: dict, key, *, player: str, game: Gam
         # devices). Under `vmap(..., axis_name=...)` each instance differentiates its own copy.
         own = lax.pcast(own, axis_name, to='varying')
     grad_fn = jax.value_and_grad(game.loss(player), has_aux=True)
-    (_, metrics), grads = grad_fn(own, state.params[other], batch, key)
+    (_, metrics), grads = grad_fn(own, state.params[other], batch, k_loss)
     grads, metrics = _mean((grads, metrics), axis_name)
     updates, opt_state = tx[player].update(grads, state.opt_state[player], state.params[player])
     params = optax.apply_updates(state.params[player], updates)
@@ -113,15 +116,6 @@ def player_update(state: TrainState, batch: dict, key, *, player: str, game: Gam
                f'{player}_param_norm': optax.tree.norm(params)}
     return state.replace(params={**state.params, player: params},
                          opt_state={**state.opt_state, player: opt_state}), metrics
-
-
-def player_step(state: TrainState, key, *, data, player: str, game: Game, tx: dict,
-                batch_size: int, axis_name: str | None = None) -> tuple[TrainState, dict]:
-    """A fresh batch of `batch_size` from `data` (`game.sample`), then `player_update` on it."""
-    k_batch, k_loss = jax.random.split(key)
-    batch = game.sample(data, k_batch, batch_size)
-    return player_update(state, batch, k_loss, player=player, game=game, tx=tx,
-                         axis_name=axis_name)
 
 
 def train_iteration(state: TrainState, key, *, data, game: Game, tx: dict, batch_size: int,
@@ -146,9 +140,9 @@ def train_iteration(state: TrainState, key, *, data, game: Game, tx: dict, batch
     metrics = {}
     for player, n, k in zip(PLAYERS, (d_steps, g_steps), jax.random.split(key), strict=True):
         if n:
-            step = functools.partial(player_step, data=data, player=player, game=game, tx=tx,
-                                     batch_size=batch_size, axis_name=axis_name)
-            state, m = lax.scan(step, state, jax.random.split(k, n))
+            update = functools.partial(player_update, data=data, player=player, game=game, tx=tx,
+                                       batch_size=batch_size, axis_name=axis_name)
+            state, m = lax.scan(update, state, jax.random.split(k, n))
             metrics.update(jax.tree.map(lambda x: x[-1], m))
     if g_ema > 0:
         ema = optax.incremental_update(state.params['g'], state.params['g_ema'], 1.0 - g_ema)

@@ -1,9 +1,10 @@
 """The one training loop every experiment plugs into, and evaluation from a checkpoint.
 
-    train_and_evaluate(config, workdir)      # one run: build, resume, train_loop, evaluate
-      train_loop(run, outputs, state, step)  # compiled chunks, finite check, rollback, stop
-        steps.train_iterations               # (jitted, over the device mesh)
-          steps.train_iteration -> player_step -> player_update -> the loss (bigran_jax.losses)
+    train_and_evaluate(config, workdir)  # build the Run, resume, train in compiled chunks
+                                         # (finite check, rollback, stop), evaluate
+      steps.train_iterations             # a chunk (jitted, over the device mesh)
+        steps.train_iteration            # d_steps D updates, g_steps G updates
+          steps.player_update            # a batch, the loss's gradient, the optimiser update
 
 Resume order: the workdir's own latest good checkpoint, else a fresh initialisation from
 `config.seed`. Because every random draw is `fold_in(loop_key, step)` and nothing random is
@@ -145,28 +146,75 @@ class Run:
                                         max_to_keep=config.checkpoint.keep, meta=meta)
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
+def train_and_evaluate(config: ml_collections.ConfigDict | Run,
+                       workdir: str | list[str]) -> dict | list[dict]:
     """Trains `config`'s experiment in `workdir` (resuming if it holds a checkpoint), evaluates the
     final parameters, and returns the evaluation results (`{}` on processes other than 0).
 
+    Training runs in compiled chunks of up to `train.iterations_per_call` iterations. After each
+    chunk every iteration's losses and norms must be finite (else `_recover` rolls back or stops);
+    at their marks the loop logs, snapshots and checkpoints; SIGTERM / SIGINT save and stop.
     The workdir gets the run's config.json, checkpoints, metrics.jsonl, TensorBoard events,
     snapshots, results.json, report.md and figures.
+
+    A population (`population.train_population`) passes its `Run` instead of a config and a
+    workdir per member; it gets a list of the members' results.
     """
-    run = Run(config)
-    outputs = Outputs(run, [workdir])
+    run = config if isinstance(config, Run) else Run(config)
+    workdirs = [workdir] if isinstance(workdir, str) else list(workdir)
+    outputs = Outputs(run, workdirs)
     try:
-        state, step = resume(run, outputs)
-        t_start = time.perf_counter()
-        state, step, trained = train_loop(run, outputs, state, step)
-        seconds = time.perf_counter() - t_start
-        results = {}
+        restored = outputs.restore()  # refuses a workdir of another experiment
+        if len({s for _, s in restored}) > 1:
+            outputs.close()
+            logging.warning('population members restored at different iterations (%s): training '
+                            'them one after another', [s for _, s in restored])
+            return [train_and_evaluate(c, w) for c, w in zip(run.configs, workdirs, strict=True)]
+        state, step = resume(run, outputs, restored)
+        num_steps = run.config.train.num_steps
+        marks = _boundaries(run.config, num_steps)
+        _log_start(run, step)
+        t_train = t_start = time.perf_counter()
+        step_start, trained = step, 0
+        with _StopSignal() as stop:
+            while step < num_steps:
+                boundary = next(b for b in marks if b > step)
+                try:
+                    while step < boundary and not stop.received:
+                        num = min(run.config.train.iterations_per_call, boundary - step)
+                        state, history = run.step_fn(num)(state, run.train_images, run.loop_keys)
+                        history = jax.device_get(run.split(history))
+                        _check_finite(step, history, lambda i, p=state.params: run.split(p)[i],
+                                      workdirs)
+                        step += num
+                        trained += num
+                except DivergenceError as e:
+                    state, step = _recover(run, outputs, e)
+                    t_start, step_start = time.perf_counter(), step
+                    continue
+                if stop.received:
+                    _stop(outputs, step, state, stop.received)
+                if step % run.config.train.log_every == 0 or step == num_steps:
+                    rate = (step - step_start) / max(time.perf_counter() - t_start, 1e-9)
+                    _log(run, outputs, step, [{k: v[-1] for k, v in h.items()} for h in history],
+                         rate)
+                if step in run.config.eval.snapshot_steps and outputs.primary:
+                    outputs.snapshot(step, steps.evaluation_params(state))
+                if run.config.checkpoint.every and step % run.config.checkpoint.every == 0:
+                    outputs.save(step, state)
+        outputs.save(step, state, force=True)
+        outputs.wait()
+        seconds = time.perf_counter() - t_train
+        results = [{} for _ in workdirs]
         if outputs.primary:
-            results = evaluate(run, jax.device_get(steps.evaluation_params(state)), workdir,
-                               step, outputs.tbs[0], train_seconds=seconds)
+            params = jax.device_get(run.split(steps.evaluation_params(state)))
+            results = [evaluate(run, p, w, step, tb, member=i, train_seconds=seconds)
+                       for i, (p, w, tb) in enumerate(zip(params, workdirs, outputs.tbs,
+                                                          strict=True))]
     finally:
         outputs.close()
     outputs.log_done(trained, seconds)
-    return results
+    return results[0] if isinstance(workdir, str) else results
 
 
 class Outputs:
@@ -277,56 +325,21 @@ def resume(run: Run, outputs: Outputs, restored: list[tuple] | None = None) -> t
     return state, step
 
 
-def train_loop(run: Run, outputs: Outputs, state, step: int) -> tuple:
-    """Trains from `state` (at iteration `step`) to `train.num_steps` in compiled chunks: checks
-    each chunk is finite (rolling back or stopping if not), logs, snapshots and checkpoints at
-    their marks, saves and stops on SIGTERM / SIGINT, and saves at the end.
-
-    Returns:
-        The final state, its iteration and the number of iterations this call trained.
-    """
-    config = run.config
-    num_steps = config.train.num_steps
-    marks = _boundaries(config, num_steps)
-    n = len(run.configs)
+def _log_start(run: Run, step: int) -> None:
+    config, n = run.config, len(run.configs)
     logging.info('training %s for %d iterations (from %d) on %d device(s), %d samples each%s',
-                 config.experiment, num_steps, step, run.mesh.size, run.per_device_batch,
+                 config.experiment, config.train.num_steps, step, run.mesh.size,
+                 run.per_device_batch,
                  f'; {n} members in one program (losses logged: their mean)' if n > 1 else '')
-    t_start, step_start, trained = time.perf_counter(), step, 0
-    with _StopSignal() as stop:
-        while step < num_steps:
-            boundary = next(b for b in marks if b > step)
-            try:
-                while step < boundary and not stop.received:
-                    num = min(config.train.iterations_per_call, boundary - step)
-                    state, history = run.step_fn(num)(state, run.train_images, run.loop_keys)
-                    history = jax.device_get(run.split(history))
-                    _check_finite(step, history, lambda i, p=state.params: run.split(p)[i],
-                                  outputs.workdirs)
-                    step += num
-                    trained += num
-            except DivergenceError as e:
-                state, step = _recover(run, outputs, e)
-                t_start, step_start = time.perf_counter(), step
-                continue
-            if stop.received:
-                logging.warning('%s received at iteration %d: saving and stopping',
-                                stop.received, step)
-                outputs.save(step, state, force=True)
-                outputs.wait()
-                raise KeyboardInterrupt(f'{stop.received} at iteration {step}; resume by '
-                                        'running the same command again')
-            if step % config.train.log_every == 0 or step == num_steps:
-                rate = (step - step_start) / max(time.perf_counter() - t_start, 1e-9)
-                _log(run, outputs, step, [{k: v[-1] for k, v in h.items()} for h in history],
-                     rate)
-            if step in config.eval.snapshot_steps and outputs.primary:
-                outputs.snapshot(step, steps.evaluation_params(state))
-            if config.checkpoint.every and step % config.checkpoint.every == 0:
-                outputs.save(step, state)
+
+
+def _stop(outputs: Outputs, step: int, state, signal_name: str) -> None:
+    """After SIGTERM / SIGINT: saves `state` at `step`, waits for it, raises KeyboardInterrupt."""
+    logging.warning('%s received at iteration %d: saving and stopping', signal_name, step)
     outputs.save(step, state, force=True)
     outputs.wait()
-    return state, step, trained
+    raise KeyboardInterrupt(f'{signal_name} at iteration {step}; resume by running the same '
+                            'command again')
 
 
 def _log(run: Run, outputs: Outputs, step: int, metrics: list[dict], rate: float) -> None:
