@@ -5,12 +5,12 @@
   python benchmarks/throughput.py --config=configs/rdgan.py --config.model.k=4
   python benchmarks/throughput.py --config.train.batch_size=256 --config.model.unroll=4
 
-One iteration is the config's `train.d_steps` discriminator updates and `train.g_steps` generator
-updates (BiGRAN: 4 D + 1 E+G), exactly the step the training loop runs (`train.Run.step_fn`), on
-the shipped MNIST subset. Prints one JSON line: iterations/s (member-iterations/s with
-`--population=N`) and images/s after warm-up, compile seconds, model FLOPs per iteration,
-achieved GFLOP/s, and the float32 matmul GFLOP/s of a 1024-square product measured in the same
-run.
+One iteration is the config's `train.d_updates` discriminator updates and `train.g_updates`
+generator updates (BiGRAN: 4 D + 1 E+G), exactly the step the training loop runs
+(`train.Run.step_fn`), on the shipped MNIST subset. Prints one JSON line: iterations/s
+(member-iterations/s with `--population=N`) and images/s after warm-up, compile seconds, model
+FLOPs per iteration, achieved GFLOP/s, and the float32 matmul GFLOP/s of a 1024-square product
+measured in the same run.
 
 FLOPs come from XLA's cost analysis of one D and one G update lowered with every recurrence
 unrolled (XLA counts a `scan` body once, so the scanned program would undercount).
@@ -58,7 +58,7 @@ def iteration_flops(run: train.Run, state, images) -> float:
         config.model.unroll = 1 << 10  # longer than any sequence here: scans fully unrolled
     game = run.experiment.make_game(config)
     total = 0.0
-    for player, count in (('d', config.train.d_steps), ('g', config.train.g_steps)):
+    for player, count in (('d', config.train.d_updates), ('g', config.train.g_updates)):
         if not count:
             continue
 
@@ -97,7 +97,7 @@ def main(argv):
         jax.block_until_ready(state)
         calls += 1
     rate = calls * _CALL.value / (time.perf_counter() - t0) * _POPULATION.value
-    updates = config.train.d_steps + config.train.g_steps
+    updates = config.train.d_updates + config.train.g_updates
     print(json.dumps({
         'experiment': config.experiment, 'device': str(jax.devices()[0].platform),
         'devices': run.mesh.size, 'batch_size': config.train.batch_size,

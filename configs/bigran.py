@@ -63,8 +63,8 @@ def get_config(variant: str = 'default'):
     c.train.num_steps = 40_000  # reference: 300 epochs x 1,000 iterations
     c.train.batch_size = 64  # reference: 64, in 16 groups of k = 4
     # BiGAN's schedule (Donahue et al. 2017); the reference's is in the 'reference' variant.
-    c.train.d_steps = 1  # D updates per E+G update, each on a fresh batch (reference: 4)
-    c.train.g_steps = 1
+    c.train.d_updates = 1  # D updates per E+G update, each on a fresh batch (reference: 4)
+    c.train.g_updates = 1
     c.train.d_lr = 2e-4  # reference: Adam 3e-4, Keras decay 1e-4 for D
     c.train.d_decay = 0.0
     c.train.g_lr = 2e-4  # reference: Adam 1e-4, Keras decay 4e-4 for E and G
@@ -99,7 +99,7 @@ def get_config(variant: str = 'default'):
         c.train.step_power = 0.0
     if variant in ('reference', 'keras1'):
         c.train.num_steps = 20_000
-        c.train.d_steps = 4  # reference: 4 D updates per E+G update
+        c.train.d_updates = 4  # reference: 4 D updates per E+G update
         c.train.d_lr, c.train.d_decay = 3e-4, 1e-4  # reference: Adam 3e-4, Keras decay 1e-4
         c.train.g_lr, c.train.g_decay = 1e-4, 4e-4  # reference: Adam 1e-4, Keras decay 4e-4
         c.train.adam_b1 = 0.9

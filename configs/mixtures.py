@@ -72,8 +72,8 @@ def get_config(variant: str = 'ring'):
     c.model.mb_kernel_dim = 5  # MNIST model (improved-gan, MinibatchLayer(num_kernels=100))
     c.train.num_steps = 400_000  # PC num_epoch 400 x (num_sample 100,000 / batch_size 100)
     c.train.batch_size = 400  # PC batch_size: 100 groups of k (100 * k samples per side)
-    c.train.d_steps = 1  # one update each per iteration; PacGAN updates both simultaneously on
-    c.train.g_steps = 1  # one batch (ALI's ali_algorithm), this loop alternates on fresh batches
+    c.train.d_updates = 1  # one update each per iteration; PacGAN updates both simultaneously on
+    c.train.g_updates = 1  # one batch (ALI's ali_algorithm), this loop alternates on fresh batches
     c.train.d_lr = c.train.g_lr = 1e-4  # PC learning_rate (Adam)
     c.train.d_decay = c.train.g_decay = 0.0  # constant learning rate
     c.train.adam_b1 = 0.8  # PC beta1 (beta2 0.999, eps 1e-8: Blocks' and optax's defaults)

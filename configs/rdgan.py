@@ -73,8 +73,8 @@ def get_config(variant: str = 'default'):
     c.model.d_dropout = 0.0  # dropout on the discriminator's input pixels (reference: none)
     c.train.num_steps = 10_000  # 10 "epochs" of 1,000 iterations: the paper's figures 4-6
     c.train.batch_size = 64  # reference: 64 images, read as 64 / k groups of k
-    c.train.d_steps = 1  # reference: 4 discriminator updates per generator update
-    c.train.g_steps = 1
+    c.train.d_updates = 1  # reference: 4 discriminator updates per generator update
+    c.train.g_updates = 1
     c.train.d_lr = 1e-4  # reference: Adam 3e-4, Keras decay 1e-4
     c.train.d_decay = 1e-4  # the reference's decays (lr / (1 + decay * updates))
     c.train.g_lr = 1e-3  # reference: Adam 1e-4, Keras decay 4e-4
@@ -95,7 +95,7 @@ def get_config(variant: str = 'default'):
 
     if variant in ('reference', 'keras1'):
         c.train.instance_noise = 0.0
-        c.train.d_steps = 4
+        c.train.d_updates = 4
         c.train.d_lr, c.train.g_lr = 3e-4, 1e-4
         c.train.adam_b1 = 0.9
         c.train.d_l1, c.train.g_l1 = 1e-5, 1e-6

@@ -48,8 +48,8 @@ def get_config(setting: str = 'veegan'):
     c.model.lstm_hidden = 128  # 'recurrent' only: LSTM units across the group's features
     c.model.mb_kernels = 100  # 'minibatch' only: B kernels of C numbers (Salimans et al.)
     c.model.mb_kernel_dim = 5
-    c.train.d_steps = 1  # V: one D update, then two G updates (DCGAN-tensorflow's "run g_optim
-    c.train.g_steps = 2  # twice to make sure that d_loss does not go to zero"); U: one of each
+    c.train.d_updates = 1  # V: one D update, then two G updates (DCGAN-tensorflow's "run g_optim
+    c.train.g_updates = 2  # twice to make sure that d_loss does not go to zero"); U: one of each
     c.train.d_decay = c.train.g_decay = 0.0  # constant learning rates
     c.train.adam_b1 = 0.5  # V, U beta1
     c.train.iterations_per_call = 50
@@ -84,7 +84,7 @@ def get_config(setting: str = 'veegan'):
         c.model.d_first_bn = True  # U: batch norm after every convolution
         c.model.lstm_hidden = 8  # as small as the discriminator's last layer
         c.model.mb_kernels = 5  # 5 x 5: T adds 3,200 weights (100 x 5 would add 64,000)
-        c.train.d_steps = c.train.g_steps = 1  # U: one update each
+        c.train.d_updates = c.train.g_updates = 1  # U: one update each
         c.train.num_steps = 500_000  # U: 500,000 batches of 128
         c.train.batch_size = 512  # U batch_size 128 groups of k
         c.train.d_lr, c.train.g_lr = 2e-4, 1e-4  # U disc_ and gen_learning_rate

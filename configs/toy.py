@@ -26,8 +26,8 @@ def get_config(variant: str = 'default'):
     # analytic values from below: off by up to 0.0096 (k = 4) and 0.0051 (k = 8) after 10,000
     # iterations, 0.0012 (k = 4) after 20,000.
     c.train.batch_size = 1024
-    c.train.d_steps = 1
-    c.train.g_steps = 0  # no generator: the fake distribution is fixed
+    c.train.d_updates = 1
+    c.train.g_updates = 0  # no generator: the fake distribution is fixed
     c.train.d_lr = 1e-3
     c.train.d_decay = 3e-3
     c.train.iterations_per_call = 100

@@ -64,8 +64,8 @@ FOUR_DEVICES = textwrap.dedent("""
             np.asarray(run.train_images), one)
         t = run.config.train
         fn = functools.partial(steps.train_iterations, num=num, game=run.game, tx=run.tx,
-                               batch_size=t.batch_size // 4, d_steps=t.d_steps,
-                               g_steps=t.g_steps, axis_name='batch')
+                               batch_size=t.batch_size // 4, d_updates=t.d_updates,
+                               g_updates=t.g_updates, axis_name='batch')
         fn = jax.jit(jax.vmap(fn, in_axes=None, axis_size=4, axis_name='batch'))
         init = jax.jit(run._init)
         params = []

@@ -173,10 +173,12 @@ BAD_INPUTS = {
                       "train.on_divergence='retry': must be 'stop' or 'rollback'"),
     'rollback_lr_factor': (lambda c: setattr(c.train, 'rollback_lr_factor', 1.0), ConfigError,
                            r'train.rollback_lr_factor=1.0: must be in \(0, 1\)'),
-    'toy_generator_steps': (lambda c: setattr(c.train, 'g_steps', 1), ConfigError,
-                            'train.g_steps=1: must be 0 for the toy experiment'),
+    'toy_generator_steps': (lambda c: setattr(c.train, 'g_updates', 1), ConfigError,
+                            'train.g_updates=1: must be 0 for the toy experiment'),
     'renamed_key': (lambda c: setattr(c.model, 'steps', 4), ConfigError,
                     'config.model.steps was renamed config.model.t'),
+    'renamed_updates': (lambda c: setattr(c.train, 'd_steps', 4), ConfigError,
+                        'config.train.d_steps was renamed config.train.d_updates'),
 }
 
 

@@ -111,7 +111,7 @@ def test_generators_make_28x28x3_images_in_range(setting):
 
 def test_veegan_and_small_d_follow_pacgan():
     v, u = stacked_config.get_config('veegan'), stacked_config.get_config('small_d')
-    assert (v.model.latent, v.model.noise, v.train.d_lr, v.train.g_steps) == (100, 'uniform',
+    assert (v.model.latent, v.model.noise, v.train.d_lr, v.train.g_updates) == (100, 'uniform',
                                                                               2e-4, 2)
     assert (u.model.latent, u.model.noise, u.train.g_lr, u.train.adam_b2) == (256, 'normal',
                                                                              1e-4, 0.99)

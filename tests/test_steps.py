@@ -60,7 +60,7 @@ def _setup(config, experiment, n, optimizer):
 def test_updates_are_pure():
     game, tx, state, images, _ = setup(small_bigran(), bigran)
     fn = jax.jit(lambda s, k: steps.train_iteration(s, k, data=images, game=game, tx=tx,
-                                                    batch_size=4, d_steps=2, g_steps=1))
+                                                    batch_size=4, d_updates=2, g_updates=1))
     a, ma = fn(state, jax.random.key(3))
     b, mb = fn(state, jax.random.key(3))
     c, _ = fn(state, jax.random.key(4))
@@ -212,7 +212,7 @@ def test_generator_moving_average_follows_the_generator_only():
     assert 'g_ema' not in plain.params and steps.evaluation_params(plain) is plain.params
     jax.tree.map(np.testing.assert_array_equal, state.params['g_ema'], state.params['g'])
     fn = jax.jit(lambda s, k: steps.train_iteration(
-        s, k, data=images, game=game, tx=tx, batch_size=4, d_steps=1, g_steps=1, g_ema=0.9))
+        s, k, data=images, game=game, tx=tx, batch_size=4, d_updates=1, g_updates=1, g_ema=0.9))
     one, _ = fn(state, jax.random.key(3))
     two, _ = fn(one, jax.random.key(4))
     want = jax.tree.map(lambda e, g1, g2: 0.9 * (0.9 * e + 0.1 * g1) + 0.1 * g2,

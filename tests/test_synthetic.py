@@ -188,7 +188,7 @@ def test_veegan_protocol_configs_say_what_they_claim():
         pac = mixtures_config.get_config(mixture)
         assert (c.data.to_dict(), c.model.architecture) == (pac.data.to_dict(), 'unrolled')
         t = c.train
-        assert (t.num_steps, t.batch_size, t.d_lr, t.g_lr, t.adam_b1, t.d_steps, t.g_steps) == (
+        assert (t.num_steps, t.batch_size, t.d_lr, t.g_lr, t.adam_b1, t.d_updates, t.g_updates) == (
             100_000, 500, 1e-4, 1e-3, 0.5, 1, 1)
         assert (c.eval.num_samples, c.eval.threshold, c.model.latent) == (2500, 3.0, 256)
         ms = sweep.members(c)

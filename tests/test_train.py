@@ -199,9 +199,9 @@ def test_bigran_variants_change_what_they_say():
     # default = 'bigan' + fidelity terms; 'bigan' and 'reference' differ in the schedule only
     assert (default.train.cycle_x, default.train.kl) != (0.0, 0.0)
     assert (bigan.train.cycle_x, bigan.train.kl, ref.train.cycle_x, ref.train.kl) == (0,) * 4
-    assert default.train.d_steps == bigan.train.d_steps == 1
-    assert (bigan.train.d_steps, bigan.train.d_lr, bigan.train.adam_b1) == (1, 2e-4, 0.5)
-    assert (ref.train.d_steps, ref.train.d_lr, ref.train.adam_b1) == (4, 3e-4, 0.9)
+    assert default.train.d_updates == bigan.train.d_updates == 1
+    assert (bigan.train.d_updates, bigan.train.d_lr, bigan.train.adam_b1) == (1, 2e-4, 0.5)
+    assert (ref.train.d_updates, ref.train.d_lr, ref.train.adam_b1) == (4, 3e-4, 0.9)
     assert keras1.model.numerics == 'keras1' and ref.model.numerics == 'flax'
     keras1.model.numerics = 'flax'
     assert keras1.to_dict() == ref.to_dict()
@@ -214,9 +214,9 @@ def test_rdgan_variants_change_what_they_say():
     keras1 = rdgan_config.get_config('keras1')
     assert default.model.to_dict() == ref.model.to_dict()  # the paper's networks in both
     t, r = default.train, ref.train
-    assert (r.d_steps, r.d_lr, r.g_lr, r.adam_b1, r.d_l1, r.g_l1, r.instance_noise) == (
+    assert (r.d_updates, r.d_lr, r.g_lr, r.adam_b1, r.d_l1, r.g_l1, r.instance_noise) == (
         4, 3e-4, 1e-4, 0.9, 1e-5, 1e-6, 0.0)  # the reference notes' schedule
-    assert (t.d_steps, t.d_lr, t.g_lr, t.adam_b1, t.d_l1, t.g_l1, t.instance_noise) == (
+    assert (t.d_updates, t.d_lr, t.g_lr, t.adam_b1, t.d_l1, t.g_l1, t.instance_noise) == (
         1, 1e-4, 1e-3, 0.5, 0.0, 0.0, 0.1)
     assert (t.d_decay, t.g_decay) == (r.d_decay, r.g_decay) == (1e-4, 4e-4)
     assert t.real_label == r.real_label == 0.9 and t.num_steps == r.num_steps == 10_000

@@ -27,7 +27,8 @@ NOISES = ('uniform', 'normal')
 
 # Keys that were renamed, old -> new: a config (or a workdir's config.json, or an override) that
 # still names the old key is refused with the new name.
-RENAMED = {'model.steps': 'model.t'}
+RENAMED = {'model.steps': 'model.t', 'train.d_steps': 'train.d_updates',
+           'train.g_steps': 'train.g_updates'}
 
 
 def renamed(path: str) -> str | None:
@@ -58,10 +59,10 @@ def base_config() -> ml_collections.ConfigDict:
     c.model.numerics = 'flax'
 
     c.train = ml_collections.ConfigDict()
-    c.train.num_steps = 1000  # training iterations (an iteration = d_steps + g_steps updates)
+    c.train.num_steps = 1000  # training iterations (an iteration: d_updates, then g_updates)
     c.train.batch_size = 64  # global batch per update, whatever the device count
-    c.train.d_steps = 4  # discriminator updates per iteration, each on a fresh batch
-    c.train.g_steps = 1  # generator updates per iteration
+    c.train.d_updates = 4  # discriminator updates per iteration, each on a fresh batch
+    c.train.g_updates = 1  # generator updates per iteration
     c.train.d_lr = 3e-4
     c.train.d_decay = 1e-4  # Keras 1 time decay: lr / (1 + decay * updates)
     c.train.g_lr = 1e-4
@@ -123,9 +124,9 @@ def validate(config: ml_collections.ConfigDict, devices: int | None = None) -> N
          f'must be a multiple of model.k={config.model.k}')
     _check_devices(config, need, jax.device_count() if devices is None else devices)
     need(config.train.num_steps >= 0, 'train.num_steps', 'must be >= 0')
-    need(config.train.d_steps >= 0 and config.train.g_steps >= 0, 'train.d_steps',
+    need(config.train.d_updates >= 0 and config.train.g_updates >= 0, 'train.d_updates',
          'update counts must be >= 0')
-    need(config.experiment != 'toy' or config.train.g_steps == 0, 'train.g_steps',
+    need(config.experiment != 'toy' or config.train.g_updates == 0, 'train.g_updates',
          'must be 0 for the toy experiment (it has no generator)')
     need(0 <= config.train.g_ema < 1, 'train.g_ema', 'must be in [0, 1) (0: no moving average)')
     need(config.train.iterations_per_call >= 1, 'train.iterations_per_call', 'must be >= 1')

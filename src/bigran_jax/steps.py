@@ -41,7 +41,7 @@ class Game:
         the on-device `data` and the noise the losses need.
       d_loss: the discriminator's loss, `(d_params, g_params, batch, key) -> (loss, metrics)`.
       g_loss: the generator's loss, `(g_params, d_params, batch, key) -> (loss, metrics)`; None
-        for a game without a generator (the toy, trained with `train.g_steps = 0`).
+        for a game without a generator (the toy, trained with `train.g_updates = 0`).
     Losses are means over the batch, so averaging them over devices is the loss of the whole.
     """
 
@@ -119,9 +119,9 @@ def player_update(state: TrainState, key, data, *, player: str, game: Game, tx: 
 
 
 def train_iteration(state: TrainState, key, *, data, game: Game, tx: dict, batch_size: int,
-                    d_steps: int, g_steps: int, g_ema: float = 0.0,
+                    d_updates: int, g_updates: int, g_ema: float = 0.0,
                     axis_name: str | None = None) -> tuple[TrainState, dict]:
-    """`d_steps` discriminator updates then `g_steps` generator updates, each on a fresh batch;
+    """`d_updates` discriminator updates then `g_updates` generator updates, each on a fresh batch;
     then, with `g_ema` > 0, the generator's moving average
     `params['g_ema'] <- g_ema * params['g_ema'] + (1 - g_ema) * params['g']`.
 
@@ -138,7 +138,7 @@ def train_iteration(state: TrainState, key, *, data, game: Game, tx: dict, batch
     if axis_name is not None:
         key = jax.random.fold_in(key, lax.axis_index(axis_name))
     metrics = {}
-    for player, n, k in zip(PLAYERS, (d_steps, g_steps), jax.random.split(key), strict=True):
+    for player, n, k in zip(PLAYERS, (d_updates, g_updates), jax.random.split(key), strict=True):
         if n:
             update = functools.partial(player_update, data=data, player=player, game=game, tx=tx,
                                        batch_size=batch_size, axis_name=axis_name)

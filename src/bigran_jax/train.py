@@ -3,7 +3,7 @@
     train_and_evaluate(config, workdir)  # build the Run, resume, train in compiled chunks
                                          # (finite check, rollback, stop), evaluate
       steps.train_iterations             # a chunk (jitted, over the device mesh)
-        steps.train_iteration            # d_steps D updates, g_steps G updates
+        steps.train_iteration            # d_updates D updates, g_updates G updates
           steps.player_update            # a batch, the loss's gradient, the optimiser update
 
 Resume order: the workdir's own latest good checkpoint, else a fresh initialisation from
@@ -124,7 +124,7 @@ class Run:
             t = self.config.train
             fn = parallel.data_parallel(self._iterations(), self.mesh, num=num, game=self.game,
                                         tx=self.tx, batch_size=self.per_device_batch,
-                                        d_steps=t.d_steps, g_steps=t.g_steps, g_ema=t.g_ema)
+                                        d_updates=t.d_updates, g_updates=t.g_updates, g_ema=t.g_ema)
             self._steps[num] = jax.jit(fn, donate_argnums=0)
         return self._steps[num]
 

@@ -4,7 +4,7 @@ Ten one-hot categories; real samples are uniform over all ten, the "collapsed ge
 over the first five. An LSTM reads k samples in a row and scores every position j; trained with
 binary cross-entropy on equal numbers of real and fake sequences, its optimum at position j for a
 sequence of j first-five samples is p^j / (1 + p^j), p = 0.1 / 0.2 = 0.5, and 1 as soon as one
-sample comes from categories 5-9. Only the discriminator learns (`train.g_steps = 0`).
+sample comes from categories 5-9. Only the discriminator learns (`train.g_updates = 0`).
 """
 
 from __future__ import annotations
