@@ -205,6 +205,16 @@ def test_bigran_variants_change_what_they_say():
     assert keras1.model.numerics == 'keras1' and ref.model.numerics == 'flax'
     keras1.model.numerics = 'flax'
     assert keras1.to_dict() == ref.to_dict()
+    # 'adversarial' = 'bigan' + R1 on the image + the moving average, longer; the same objective
+    adversarial = bigran_config.get_config('adversarial')
+    assert (adversarial.train.r1, adversarial.train.r1_on, adversarial.train.g_ema) == (
+        1.0, 'image', 0.999)
+    assert (adversarial.train.cycle_x, adversarial.train.kl, adversarial.train.step_power) == (
+        0.0, 0.0, 0.0)
+    for key, value in (('r1', 0.0), ('r1_on', 'pair'), ('g_ema', 0.0), ('num_steps', 10_000)):
+        adversarial.train[key] = value
+    adversarial.eval.snapshot_steps = bigan.eval.snapshot_steps
+    assert adversarial.to_dict() == bigan.to_dict()
     with pytest.raises(ValueError, match="unknown variant 'bigann'"):
         bigran_config.get_config('bigann')
 
