@@ -306,11 +306,10 @@ class Outputs:
                          ', '.join(os.path.abspath(w) for w in self.workdirs))
 
 
-def resume(run: Run, outputs: Outputs, restored: list[tuple] | None = None) -> tuple:
-    """`(state, step)`: the runs' latest good checkpoints (`restored`, read from `outputs` when
-    None) stacked, with the learning-rate scale they were saved under, or a fresh state at 0.
+def resume(run: Run, outputs: Outputs, restored: list[tuple]) -> tuple:
+    """`(state, step)`: the runs' latest good checkpoints (`restored`, from `outputs.restore()`)
+    stacked, with the learning-rate scale they were saved under, or a fresh state at 0.
     Opens the outputs (config.json, TensorBoard) once the workdirs were found fit to resume."""
-    restored = outputs.restore() if restored is None else restored
     step = restored[0][1]
     if step is None:
         state, step = run.init_state(), 0
