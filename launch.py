@@ -10,7 +10,9 @@ share; process 0 writes the logs, figures and results; all take part in each che
 """
 
 import contextlib
+import importlib.util
 import logging as pylogging
+import os
 import sys
 
 import jax
@@ -69,22 +71,49 @@ def one_line_errors():
         sys.exit(f'launch.py: stopped: {e or "interrupted"}')
 
 
+def check_config_args(argv) -> None:
+    """Exits with one line for a config file that is missing or fails to load, a variant it does
+    not define, or an override naming no config key (with the nearest names): before absl parses
+    anything, since ml-collections reports these as tracebacks or bare KeyErrors."""
+    specs = [a.split('=', 1)[1] for a in argv[1:] if a.startswith('--config=')]
+    if not specs:
+        return
+    path, _, variant = specs[-1].partition(':')
+    if not os.path.isfile(path):
+        here = os.path.dirname(path) or '.'
+        files = sorted(f for f in os.listdir(here) if f.endswith('.py')) if os.path.isdir(
+            here) else []
+        sys.exit(f'launch.py: --config={specs[-1]}: no such file'
+                 f'{config_lib.nearest(os.path.basename(path), files)}')
+    try:
+        spec = importlib.util.spec_from_file_location('launch_config', path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    except Exception as e:  # noqa: BLE001 - any failure of the user's file, in one line
+        sys.exit(f'launch.py: --config={path} failed to load: {type(e).__name__}: {e}')
+    variants = getattr(module, 'VARIANTS', None)
+    if variant and variants is not None and variant not in variants:
+        sys.exit(f'launch.py: --config={specs[-1]}: unknown variant {variant!r}'
+                 f'{config_lib.nearest(variant, variants)}; {path} has {", ".join(variants)}')
+    try:
+        config = module.get_config(variant) if variant else module.get_config()
+    except Exception as e:  # noqa: BLE001
+        sys.exit(f'launch.py: --config={specs[-1]}: {type(e).__name__}: {e}')
+    for arg in argv[1:]:
+        if arg.startswith('--config.'):
+            try:
+                config_lib.check_override(config, arg[len('--config.'):].split('=', 1)[0])
+            except config_lib.ConfigError as e:
+                sys.exit(f'launch.py: {e}')
+
+
 def parse_flags(argv):
-    """absl's parser, with a one-line error for a config override that names no config field
-    or gives a value of the wrong type (ml-collections raises a bare AttributeError/TypeError)."""
+    """absl's parser, after `check_config_args`; a value of the wrong type is one line too."""
+    check_config_args(argv)
     try:
         return FLAGS(argv)
-    except flags.Error as e:
-        sys.exit(f'launch.py: {e}\nTry --helpfull.')
-    except (AttributeError, KeyError, TypeError, ValueError) as e:
-        bad = [a.split('=')[0] for a in argv[1:] if a.startswith('--config.')]
-        for key in bad:
-            if config_lib.renamed(key[len('--config.'):]):
-                sys.exit(f'launch.py: {key} was renamed --config.'
-                         f'{config_lib.renamed(key[len("--config."):])}')
-        sys.exit(f'launch.py: config override rejected ({type(e).__name__}: {e}); overrides '
-                 f'given: {", ".join(bad) or "none"}. Check the key exists in the config file and '
-                 'the value has its type.')
+    except (flags.Error, AttributeError, KeyError, TypeError, ValueError) as e:
+        sys.exit(f'launch.py: {e}'.splitlines()[0])
 
 
 if __name__ == '__main__':

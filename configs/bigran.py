@@ -1,4 +1,4 @@
-"""BiGRAN on MNIST (paper section 4, reference notes section 3).
+"""BiGRAN on MNIST (paper section 4, docs/reference_notes.md section 3).
 
   python launch.py --config=configs/bigran.py --workdir=runs/bigran              # default
   python launch.py --config=configs/bigran.py:reference --workdir=runs/bigran_ref
@@ -23,6 +23,11 @@ Variants (`configs/bigran.py:NAME`); every one keeps the paper's sizes (m = 25, 
 - 'keras1': 'reference' with the numerics the paper's code inherited from Keras 1
   (`model.numerics = 'keras1'`: glorot / orthogonal kernels per gate, hard_sigmoid gates, one
   dropout mask per gate, clipped cross-entropy).
+- 'attention': the default with DRAW's attention (Gregor et al. 2015): the encoder reads a 2 x 2
+  glimpse of the image per step, steered by its own previous state, and the decoder writes a
+  5 x 5 patch per step (DRAW's MNIST setting), over t = 16 steps instead of 4 (DRAW uses 64; 16
+  keeps it trainable on a CPU). The attention canvases (`attention_samples.png` / `.gif`: each
+  step's canvas with its write window) are among the evaluation's figures.
 - 'tiny': the default shrunk to seconds (tests, a first smoke run).
 
 The paper trained 300 epochs of 1,000 iterations (its figures come from >= 120,000 iterations);
@@ -31,7 +36,7 @@ the default here is 40,000 iterations, about 30 minutes on a 2-core CPU.
 
 from bigran_jax.config import base_config
 
-VARIANTS = ('default', 'bigan', 'adversarial', 'reference', 'keras1', 'tiny')
+VARIANTS = ('default', 'bigan', 'adversarial', 'reference', 'keras1', 'attention', 'tiny')
 
 
 def get_config(variant: str = 'default'):
@@ -52,6 +57,14 @@ def get_config(variant: str = 'default'):
     # the canvas (0: none, the paper's decoder; see models.Decoder).
     c.model.decoder_mlp = 512
     c.model.decoder_layers = 2  # how many such ReLU layers
+    # DRAW's attention (models.Encoder, models.Decoder; 0 / 'own' everywhere: the paper's networks).
+    c.model.read_n = 0  # the encoder reads an N x N glimpse per step (0: the whole image)
+    c.model.write_n = 0  # the decoder writes an N x N patch per step (0: the whole canvas)
+    # What steers the glimpse: 'own' (the encoder's previous state; E a function of x alone) or
+    # 'decoder' (DRAW's: a decoder run interleaved with E, its previous state steering the read,
+    # the error image x - canvas read beside x). That decoder has G's architecture and weights
+    # of its own, since the losses apply E and G each with its own parameters (models.Encoder).
+    c.model.read_steer = 'own'
     # Minibatch discrimination (Salimans et al. 2016) in the discriminator: this many kernels
     # compare each step's joint features across the batch (0: none, the paper's discriminator).
     c.model.d_minibatch = 0
@@ -112,6 +125,19 @@ def get_config(variant: str = 'default'):
         c.eval.snapshot_steps = (1000, 5000, 10_000, 20_000)
     if variant == 'keras1':
         c.model.numerics = 'keras1'
+    if variant == 'attention':
+        c.model.read_n = 2  # DRAW's MNIST read: 2 x 2
+        c.model.write_n = 5  # DRAW's MNIST write: 5 x 5
+        # 'own': E stays a function of x alone, as BiGAN's argument (E and G inverses at the
+        # optimum) assumes, and needs no second decoder; 'decoder' would run E's own copy of
+        # G's decoder (with its two 512-unit layers) beside it at every step.
+        c.model.read_steer = 'own'
+        # A 5 x 5 patch per step needs many steps to cover a digit: DRAW uses 64; 16 keeps an
+        # iteration about 4x the default's on a CPU.
+        c.model.t = 16
+        c.model.unroll = 1  # 16 steps: unrolling buys less than it costs in compile time
+        c.train.num_steps = 20_000
+        c.eval.snapshot_steps = (1000, 5000, 10_000, 20_000)
     if variant == 'tiny':
         c.model.k, c.model.hidden, c.model.latent, c.model.t, c.model.unroll = 2, 8, 4, 3, 1
         c.model.d_hidden = 8

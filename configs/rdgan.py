@@ -1,4 +1,4 @@
-"""Recurrent-discrimination GAN on MNIST (paper section 3.2, reference notes section 2).
+"""Recurrent-discrimination GAN on MNIST (paper section 3.2, docs/reference_notes.md section 2).
 
   python launch.py --config=configs/rdgan.py --workdir=runs/rdgan            # the k sweep
   python launch.py --config=configs/rdgan.py --workdir=runs/rdgan_k4 \
@@ -32,6 +32,13 @@ way):
 - 'keras1': 'reference' with the numerics the paper's code inherited from Keras 1
   (`model.numerics = 'keras1'`: glorot / orthogonal kernels per gate, hard_sigmoid gates,
   clipped cross-entropy).
+- 'keras1_seeds': 'keras1' over many seeds, the paper's budget (10,000 iterations) and protocol:
+  k = 1 and k = 4 with 10 seeds each and k = 2 with 5, listed in the order they train (seed 0 of
+  each k, then seed 1, ...) so a sweep stopped part way has balanced groups; a 10 x 10 grid of
+  100 samples from a z fixed before training (the snapshot key) every 1,000 iterations, judged
+  with 2,000 samples; one member after another (each resumes from its own workdir).
+  `python launch.py --config=configs/rdgan.py:keras1_seeds --workdir=runs/rdgan_keras1_seeds`
+- 'reference_seeds': the same protocol for 'reference' (Flax numerics), k = 1 and 4, 3 seeds.
 - 'strategies': other ways to show the discriminator several samples, in the same harness and
   schedule as the default. The discriminator is one shared base network (Dense 256, LeakyReLU
   0.2, on the pixels) under one of `benchmark_models.StrategyDiscriminator`'s heads: plain (k = 1),
@@ -48,7 +55,12 @@ way):
 
 from bigran_jax.config import base_config
 
-VARIANTS = ('default', 'reference', 'keras1', 'strategies', 'tiny')
+VARIANTS = ('default', 'reference', 'keras1', 'keras1_seeds', 'reference_seeds', 'strategies',
+            'tiny')
+
+# (model.k, seed) of the seeds variants, in training order: k = 1, 4 (and 2) for seed 0, then 1...
+KERAS1_MEMBERS = tuple((k, s) for s in range(10) for k in ((1, 4, 2) if s < 5 else (1, 4)))
+REFERENCE_MEMBERS = tuple((k, s) for s in range(3) for k in (1, 4))
 
 STRATEGY_ROWS = (  # (model.strategy, model.k, model.bidirectional)
     ('plain', 1, False), ('minibatch', 1, False), ('packing', 4, False),
@@ -93,14 +105,19 @@ def get_config(variant: str = 'default'):
     c.eval.snapshot_samples = 2000  # judged at each snapshot: modes and KL as training goes
     c.sweep = (('model.k', (1, 2, 4, 8)), ('seed', (0, 1, 2)))
 
-    if variant in ('reference', 'keras1'):
+    if variant in ('reference', 'keras1', 'keras1_seeds', 'reference_seeds'):
         c.train.instance_noise = 0.0
         c.train.d_updates = 4
         c.train.d_lr, c.train.g_lr = 3e-4, 1e-4
         c.train.adam_b1 = 0.9
         c.train.d_l1, c.train.g_l1 = 1e-5, 1e-6
-    if variant == 'keras1':
+    if variant in ('keras1', 'keras1_seeds'):
         c.model.numerics = 'keras1'
+    if variant in ('keras1_seeds', 'reference_seeds'):
+        c.eval.snapshot_steps = tuple(range(1000, 10_001, 1000))
+        c.sweep = ((('model.k', 'seed'),
+                    KERAS1_MEMBERS if variant == 'keras1_seeds' else REFERENCE_MEMBERS),)
+        c.population = False
     if variant == 'strategies':
         c.model.d_body = 256
         c.sweep = ((('model.strategy', 'model.k', 'model.bidirectional'), STRATEGY_ROWS),

@@ -1,4 +1,4 @@
-"""Toy recurrent discrimination (paper section 3.1, reference notes section 1).
+"""Toy recurrent discrimination (paper section 3.1, docs/reference_notes.md section 1).
 
   python launch.py --config=configs/toy.py --workdir=runs/toy [--config.model.k=8]
   python launch.py --config=configs/toy.py:tiny --workdir=/tmp/toy     # seconds: a smoke run

@@ -37,6 +37,7 @@ def score(path: str, layout: str, rows: int, cols: int, inset: int, clf, test_im
         cells = recs.reshape(-1, 28, 28)
     out.update(metrics.generated_metrics(clf, cells, test_images))
     out['num_cells'] = int(cells.shape[0])
+    out['classifier'] = clf.hash
     return out
 
 
@@ -47,7 +48,7 @@ def main(argv=None) -> int:
     parser.add_argument('--rows', type=int, default=10)
     parser.add_argument('--cols', type=int, default=10)
     parser.add_argument('--inset', type=int, default=3, help='pixels cut from each cell side')
-    parser.add_argument('--classifier', default='', help='judge file (default: the cache)')
+    parser.add_argument('--classifier', default='', help='judge file (default: the shipped judge)')
     parser.add_argument('--source', default='auto', help='MNIST source for the test images')
     parser.add_argument('--data_dir', default='')
     args = parser.parse_args(argv)
@@ -55,10 +56,9 @@ def main(argv=None) -> int:
         parser.error('--layout=reconstructions needs --cols >= 2 (an input, then reconstructions)')
     mnist = data.load_mnist(args.source, args.data_dir)
     try:
-        clf = classifier_lib.load(args.classifier or classifier_lib.default_path())
+        clf = classifier_lib.resolve(args.classifier, mnist)
     except FileNotFoundError as e:
-        print(f'score_figure: no judge at {e.filename}; train it with '
-              '`python -m bigran_jax.classifier`', file=sys.stderr)
+        print(f'score_figure: {e}', file=sys.stderr)
         return 1
     test_images = mnist.test_images.astype(np.float32) / 255.0
     for path in args.figures:

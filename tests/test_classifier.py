@@ -1,8 +1,10 @@
 """The MNIST classifier on a tiny synthetic MNIST: it learns, it round-trips, it caches."""
 
+import dataclasses
 import json
 import os
 
+import flax.serialization
 import jax
 import numpy as np
 import pytest
@@ -139,26 +141,64 @@ def test_load_or_train_trains_once_then_loads(mnist, tmp_path, monkeypatch):
     )
 
 
-def test_default_path_follows_environment(monkeypatch, tmp_path):
+def test_cache_dir_follows_environment(monkeypatch, tmp_path):
     monkeypatch.setenv('BIGRAN_CACHE', str(tmp_path / 'c'))
-    assert classifier_lib.default_path() == str(tmp_path / 'c' / 'mnist_classifier.msgpack')
+    assert classifier_lib.cache_dir() == str(tmp_path / 'c' / 'judges')
     monkeypatch.delenv('BIGRAN_CACHE')
     monkeypatch.setenv('XDG_CACHE_HOME', str(tmp_path / 'x'))
-    assert classifier_lib.default_path() == str(
-        tmp_path / 'x' / 'bigran_jax' / 'mnist_classifier.msgpack'
-    )
+    assert classifier_lib.cache_dir() == str(tmp_path / 'x' / 'bigran_jax' / 'judges')
     monkeypatch.delenv('XDG_CACHE_HOME')
     monkeypatch.setenv('HOME', str(tmp_path / 'home'))
-    assert classifier_lib.default_path() == str(
-        tmp_path / 'home' / '.cache' / 'bigran_jax' / 'mnist_classifier.msgpack'
-    )
+    assert classifier_lib.cache_dir() == str(tmp_path / 'home' / '.cache' / 'bigran_jax' / 'judges')
+
+
+def test_shipped_judge_is_pinned_by_its_hash():
+    clf = classifier_lib.shipped()
+    names = [f for f in os.listdir(classifier_lib.JUDGES_DIR) if f.endswith('.msgpack')]
+    assert names == [f'mnist-{clf.hash}.msgpack']  # the file is named by what it holds
+    with open(os.path.join(classifier_lib.JUDGES_DIR, names[0]), 'rb') as f:
+        stored = flax.serialization.msgpack_restore(f.read())
+    assert {w.dtype for w in jax.tree.leaves(stored)} == {np.dtype(np.float16)}
+    assert {w.dtype for w in jax.tree.leaves(clf.params)} == {np.dtype(np.float32)}
+    assert clf.test_accuracy >= 0.99 and '60000 train' in clf.trained_on
+    assert classifier_lib.resolve('', None).hash == clf.hash  # '' is the shipped judge
+
+
+def test_trained_judges_are_cached_per_data(mnist, tmp_path, monkeypatch):
+    monkeypatch.setenv('BIGRAN_CACHE', str(tmp_path))
+    monkeypatch.setattr(classifier_lib, 'train_classifier',
+                        lambda m, key, **kw: classifier_lib.Classifier(
+                            classifier_lib.init_params(jax.random.key(len(m.train_images))),
+                            0.5, m.description))
+    other = dataclasses.replace(mnist, train_images=mnist.train_images[:-1],
+                                train_labels=mnist.train_labels[:-1])
+    first = classifier_lib.resolve('train', mnist)
+    second = classifier_lib.resolve('train', other)  # other data: another file, the first kept
+    assert first.hash != second.hash
+    assert classifier_lib.cached_path(mnist) != classifier_lib.cached_path(other)
+    assert classifier_lib.resolve('train', mnist).hash == first.hash
+    assert len([f for f in os.listdir(tmp_path / 'judges') if f.endswith('.msgpack')]) == 2
+
+
+def test_a_judge_whose_file_changed_is_refused(trained, tmp_path):
+    path = str(tmp_path / 'clf.msgpack')
+    classifier_lib.save(path, trained)
+    other = classifier_lib.Classifier(classifier_lib.init_params(jax.random.key(5)), 0.1, 'x')
+    with open(path, 'wb') as f:  # the parameters replaced, the sidecar left
+        f.write(flax.serialization.to_bytes(other.params))
+    with pytest.raises(ValueError, match='hash to'):
+        classifier_lib.load(path)
+    with pytest.raises(FileNotFoundError, match="config.eval.classifier='nope'"):
+        classifier_lib.resolve('nope', None)
 
 
 def test_command_line_trains_and_saves(mnist, tmp_path, monkeypatch, capsys):
     from bigran_jax import data
 
     monkeypatch.setattr(data, 'load_mnist', lambda source, data_dir: mnist)
-    out = str(tmp_path / 'cli.msgpack')
-    classifier_lib.main(['--source=embedded', f'--out={out}', '--epochs=0'])
-    assert out in capsys.readouterr().out
-    assert classifier_lib.load(out).trained_on == mnist.description
+    classifier_lib.main(['--source=embedded', f'--out={tmp_path}', '--epochs=0',
+                         '--dtype=float16'])
+    (name,) = [f for f in os.listdir(tmp_path) if f.endswith('.msgpack')]
+    assert str(tmp_path / name) in capsys.readouterr().out
+    loaded = classifier_lib.load(str(tmp_path / name))
+    assert name == f'mnist-{loaded.hash}.msgpack' and loaded.trained_on == mnist.description

@@ -261,6 +261,31 @@ def test_launch_reports_user_errors_in_one_line(tmp_path):
                                            '--config.model.t')
 
 
+@pytest.mark.parametrize('args,message', [
+    (['--config=configs/bigrn.py'],
+     'launch.py: --config=configs/bigrn.py: no such file (did you mean bigran.py'),
+    (['--config=configs/bigran.py:tny'],
+     "launch.py: --config=configs/bigran.py:tny: unknown variant 'tny' (did you mean tiny?)"),
+    (['--config=configs/bigran.py:tiny', '--config.train.lr=1'],
+     'launch.py: --config.train.lr: no such config key (did you mean train.g_lr, train.d_lr'),
+    (['--config=configs/bigran.py:tiny', '--config.trian.d_lr=1'],
+     'launch.py: --config.trian.d_lr: no such config key (did you mean train.d_lr'),
+    (['--config=configs/bigran.py:tiny', '--config.train.d_lr=abc'],
+     'launch.py: flag --config.train.d_lr=abc: could not convert'),
+    (['--config=BROKEN'], 'launch.py: --config=BROKEN failed to load: SyntaxError'),
+])
+def test_command_line_mistakes_are_one_line(tmp_path, args, message):
+    broken = tmp_path / 'broken.py'
+    broken.write_text('def get_config(:\n')
+    args = [a.replace('BROKEN', str(broken)) for a in args]
+    out = subprocess.run([sys.executable, 'launch.py', *args, f'--workdir={tmp_path / "w"}'],
+                         capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert out.returncode == 1
+    assert out.stderr.strip().splitlines() == [out.stderr.strip()]  # one line, no traceback
+    assert out.stderr.startswith(message.replace('BROKEN', str(broken)))
+    assert not os.path.exists(tmp_path / 'w')
+
+
 def test_sigkill_mid_run_then_resume_is_exact(tmp_path):
     """One SIGKILL while a launch.py run is saving, then a resume: the same parameters as a run
     that was never interrupted."""

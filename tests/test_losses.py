@@ -40,13 +40,31 @@ def setup(**train):
 
 
 def d_loss(train, net, params, batch):
-    return jax.jit(lambda p, b: losses.bigran_d_loss(net, train, p['d'], p['g'], b, KEY))(
-        params, batch)
+    bound = losses.bigran_losses(net, train)[0]
+    return jax.jit(lambda p, b: bound(p['d'], p['g'], b, KEY))(params, batch)
 
 
 def g_loss(train, net, params, batch):
-    return jax.jit(lambda p, b: losses.bigran_g_loss(net, train, p['g'], p['d'], b, KEY))(
-        params, batch)
+    bound = losses.bigran_losses(net, train)[1]
+    return jax.jit(lambda p, b: bound(p['g'], p['d'], b, KEY))(params, batch)
+
+
+def test_bigran_losses_take_their_weights_as_keywords():
+    """Called from a notebook with plain keyword arguments, no config: the same numbers as the
+    losses bound from a config's `train` section."""
+    net, train, params, batch = setup(kl=0.5, cycle_x=2.0, r1=1.0, real_label=0.9)
+    g_total, _ = losses.bigran_g_loss(net, params['g'], params['d'], batch, KEY, kl=0.5,
+                                      cycle_x=2.0, cycle_steps=train.cycle_steps,
+                                      cycle_z=train.cycle_z, g_l1=train.g_l1,
+                                      step_power=train.step_power)
+    np.testing.assert_allclose(g_total, g_loss(train, net, params, batch)[0], rtol=1e-5)
+    total, _ = losses.bigran_d_loss(net, params['d'], params['g'], batch, KEY, real_label=0.9,
+                                    r1=1.0, r1_on=train.r1_on, d_l1=train.d_l1,
+                                    step_power=train.step_power)
+    np.testing.assert_allclose(total, d_loss(train, net, params, batch)[0], rtol=1e-5)
+    # the defaults turn every term off: the adversarial part alone
+    plain, metrics = losses.bigran_g_loss(net, params['g'], params['d'], batch, KEY)
+    assert float(plain) == float(metrics['g_loss']) and float(plain) < float(g_total)
 
 
 def test_terms_are_zero_when_their_weight_is_zero():
@@ -113,10 +131,9 @@ def _grads(**train):
     net, section, params, batch = setup(**train)
 
     def both(params, batch):
-        d = jax.grad(lambda own: losses.bigran_d_loss(net, section, own, params['g'], batch,
-                                                      KEY)[0])(params['d'])
-        g = jax.grad(lambda own: losses.bigran_g_loss(net, section, own, params['d'], batch,
-                                                      KEY)[0])(params['g'])
+        d_loss, g_loss = losses.bigran_losses(net, section)
+        d = jax.grad(lambda own: d_loss(own, params['g'], batch, KEY)[0])(params['d'])
+        g = jax.grad(lambda own: g_loss(own, params['d'], batch, KEY)[0])(params['g'])
         return {'d': d, 'g': g}
 
     return jax.jit(both)(params, batch)
@@ -219,11 +236,12 @@ def test_gan_losses_are_their_formulas_with_label_smoothing_and_l1():
     batch = {'real': jnp.asarray([[1.0, 0.0], [0.0, 1.0]]), 'z': jnp.asarray([[1.0, 1.0],
                                                                              [2.0, -1.0]])}
     fake = [0.5 - 6.0, 1.0 + 6.0]  # G(z) @ W_D
-    d_total, d_metrics = losses.gan_d_loss(discriminate, generate, train, d, g, batch, KEY)
+    d_total, d_metrics = losses.gan_d_loss(discriminate, generate, d, g, batch, KEY,
+                                           real_label=0.9, d_l1=0.1)
     d_want = _logit_bce([1.0, -2.0], 0.9) + _logit_bce(fake, 0.0)
     np.testing.assert_allclose(d_metrics['d_loss'], d_want, rtol=1e-5)
     np.testing.assert_allclose(d_total, d_want + 0.1 * 3.0, rtol=1e-5)
-    g_total, g_metrics = losses.gan_g_loss(discriminate, generate, train, g, d, batch, KEY)
+    g_total, g_metrics = losses.gan_g_loss(discriminate, generate, g, d, batch, KEY, g_l1=0.2)
     np.testing.assert_allclose(g_metrics['g_loss'], _logit_bce(fake, 1.0), rtol=1e-5)
     np.testing.assert_allclose(g_total, _logit_bce(fake, 1.0) + 0.2 * 3.5, rtol=1e-5)
     # bound to one game, they are the same functions

@@ -24,7 +24,7 @@ def test_shipped_model_reconstructs_and_samples():
     # A reconstruction is closer to its own input than to the other inputs.
     err = np.square(canvases[:, -1][:, None] - images[None]).sum(-1)  # [rec, input]
     assert (err.argmin(1) == np.arange(len(images))).mean() >= 0.75
-    samples = np.asarray(net.sample(params, jax.random.key(2), 8))[:, -1]
+    samples = np.asarray(net.sample(params, 8, jax.random.key(2)))[:, -1]
     assert samples.shape == (8, 784) and 0.0 <= samples.min() and samples.max() <= 1.0
     metrics = pretrained.metadata()['metrics']
     assert metrics['num_samples'] == 10_000 and metrics['modes_covered'] == 10

@@ -153,7 +153,7 @@ def test_reconstruct_is_deterministic_per_key_and_varies_across_keys():
     np.testing.assert_array_equal(a, net.reconstruct(params, x, jax.random.key(5)))
     assert not np.allclose(a, net.reconstruct(params, x, jax.random.key(6)))
     assert a.shape == (3, c.model.t, 784)
-    assert net.sample(params, jax.random.key(0), 5).shape == (5, c.model.t, 784)
+    assert net.sample(params, 5, jax.random.key(0)).shape == (5, c.model.t, 784)
     z, mu, logvar = net.encode(params, x, jax.random.key(5))
     assert z.shape == mu.shape == logvar.shape == (3, c.model.t, c.model.latent)
     np.testing.assert_allclose(net.decode(params, z), a, atol=1e-6)

@@ -10,7 +10,7 @@ import jax
 import numpy as np
 import pytest
 
-from bigran_jax import checkpoints, data, steps, sweep, train
+from bigran_jax import checkpoints, classifier, data, steps, sweep, train
 from bigran_jax.config import validate
 from bigran_jax.experiments import toy
 
@@ -98,8 +98,44 @@ def test_bigran_end_to_end_writes_figures_and_arrays(tmp_path, mnist_dir, judge_
     assert 0.0 <= results['class_agreement_mu'] <= 1.0 and results['train_seconds'] > 0
     assert 0.0 <= results['nearest_neighbour_accuracy'] <= 1.0
     assert 0.0 <= results['nearest_neighbour_accuracy_features'] <= 1.0
-    for fig in ('samples.png', 'reconstructions.png', 'canvas_steps.png'):
+    for fig in ('samples.png', 'reconstructions.png', 'canvas_steps.png', 'interpolation.png'):
         assert (tmp_path / fig).exists()
+    from PIL import Image
+
+    for gif in ('samples_drawing.gif', 'reconstructions_drawing.gif'):
+        assert Image.open(tmp_path / gif).n_frames == 3  # one frame per step (t = 3)
+    saved = json.load(open(tmp_path / 'results.json'))
+    prov = saved['provenance']
+    assert saved['classifier'] == classifier.load(judge_path).hash
+    assert prov['config'] == json.loads(c.to_json()) and prov['command']
+    assert prov['code']['version'] and prov['data'] == results['data']
+    assert len(prov['code'].get('git_commit', 'x' * 40)) == 40
+
+
+def _metrics(workdir):
+    results = json.load(open(os.path.join(workdir, 'results.json')))
+    timing = ('eval_seconds', 'train_seconds', 'provenance')
+    return {k: v for k, v in results.items() if k not in timing}
+
+
+def test_evaluations_of_one_checkpoint_agree_whatever_ran_between(tmp_path, monkeypatch):
+    """The judge is per data: a run on other data in between, training its own judge, leaves
+    the first run's re-evaluation identical."""
+    from conftest import tiny_mnist_dir
+
+    monkeypatch.setenv('BIGRAN_CACHE', str(tmp_path / 'cache'))
+    first = tiny(rdgan_config, tiny_mnist_dir(tmp_path / 'a'))
+    first.eval.classifier = 'train'
+    train.train_and_evaluate(first, str(tmp_path / 'run_a'))
+    before = _metrics(tmp_path / 'run_a')
+    other = tiny(rdgan_config, tiny_mnist_dir(tmp_path / 'b', n_train=80))
+    other.eval.classifier = 'train'
+    train.train_and_evaluate(other, str(tmp_path / 'run_b'))
+    assert _metrics(tmp_path / 'run_b')['classifier'] != before['classifier']
+    train.evaluate_checkpoint(first, str(tmp_path / 'run_a'))
+    assert _metrics(tmp_path / 'run_a') == before
+    judges = [f for f in os.listdir(tmp_path / 'cache' / 'judges') if f.endswith('.msgpack')]
+    assert len(judges) == 2
 
 
 def test_resume_continues_exactly(tmp_path):
@@ -282,7 +318,7 @@ def test_one_gradient_step_is_three_calls_below_train_and_evaluate(tmp_path, mon
 
 def test_every_experiment_provides_what_the_loop_uses():
     from bigran_jax.experiments import EXPERIMENTS, Experiment
-    assert list(EXPERIMENTS) == ['toy', 'rdgan', 'bigran', 'synthetic', 'stacked']
+    assert list(EXPERIMENTS) == ['toy', 'rdgan', 'bigran', 'synthetic', 'stacked', 'draw']
     for name, module in EXPERIMENTS.items():
         assert isinstance(module.NEEDS_DATA, bool), name
         assert module.SUMMARY_COLUMNS and all(isinstance(c, str) for c in module.SUMMARY_COLUMNS)

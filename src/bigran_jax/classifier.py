@@ -1,20 +1,26 @@
-"""The MNIST classifier that measures mode collapse: a small CNN, its training, and its cache.
+"""The MNIST classifier that judges generated digits: a small CNN, its training, the judge
+shipped in the package, and judges trained by users.
 
 The paper judges a generator's samples by what a pretrained MNIST classifier makes of them: which
 digits they are (how many modes survive) and how far their penultimate-layer features lie from
-those of real digits (`bigran_jax.metrics`). This module trains that classifier once (a few
-minutes on a laptop CPU, >= 99% test accuracy) and caches it as a flax msgpack file with a JSON
-sidecar, so every experiment scores against the same network.
+those of real digits (`bigran_jax.metrics`). Like FID's Inception network, the judge is pinned:
+the package ships one, trained once on full MNIST and stored as float16 in
+`judges/mnist-<hash>.msgpack` (its JSON sidecar holds the hash, test accuracy and data), and every
+evaluation uses it unless `config.eval.classifier` names another (`resolve`). A judge trained on
+a run's own data (`eval.classifier = 'train'`) is cached under a name made of the data's hash and
+the training settings, so no run can replace another's judge.
 
-Command line (trains, saves, prints where it went and the test accuracy):
+Command line (trains, saves OUT/mnist-<hash>.msgpack, prints where it went and the accuracy);
+the shipped judge is `--source=idx --data_dir=MNIST --dtype=float16`:
 
-  python -m bigran_jax.classifier --source=idx --data_dir=DIR [--out=PATH] [--epochs=N]
+  python -m bigran_jax.classifier --source=idx --data_dir=DIR [--out=DIR] [--dtype=float16]
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import json
 import os
 import time
@@ -90,7 +96,7 @@ def to_nhwc(images: np.ndarray) -> np.ndarray:
     images = np.asarray(images)
     if images.ndim < 2 or int(np.prod(images.shape[1:])) != 784:
         raise ValueError(
-            f'expected [N, 28, 28], [N, 784] or [N, 28, 28, 1] images, got shape {images.shape}'
+            f'images: expected [N, 28, 28], [N, 784] or [N, 28, 28, 1], got shape {images.shape}'
         )
     if images.dtype == np.uint8:
         images = images.astype(np.float32) / 255.0
@@ -144,6 +150,11 @@ class Classifier:
     @property
     def num_params(self) -> int:
         return param_count(self.params)
+
+    @functools.cached_property
+    def hash(self) -> str:
+        """12 hex digits naming these parameters (`fingerprint`)."""
+        return fingerprint(self.params)
 
 
 def accuracy(params: Any, images: np.ndarray, labels: np.ndarray, batch_size: int = 1000) -> float:
@@ -253,38 +264,82 @@ def train_classifier(
     return Classifier(params=params, test_accuracy=test_accuracy, trained_on=mnist.description)
 
 
-def default_path() -> str:
-    """Where the shared classifier is cached.
+JUDGES_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'judges')
 
-    `$BIGRAN_CACHE/mnist_classifier.msgpack` if `BIGRAN_CACHE` is set, else
-    `$XDG_CACHE_HOME/bigran_jax/...`, else `~/.cache/bigran_jax/...`. Read at call time.
-    """
+
+def fingerprint(params: Any) -> str:
+    """The first 12 hex digits of the SHA-256 of `params` cast to float32 and serialised: the
+    judge's name, the same however it is stored (float16 on disk, float32 in memory)."""
+    as_f32 = jax.tree.map(lambda w: np.asarray(w, np.float32), jax.device_get(params))
+    return hashlib.sha256(flax.serialization.to_bytes(as_f32)).hexdigest()[:12]
+
+
+def shipped(directory: str = JUDGES_DIR) -> Classifier:
+    """The MNIST judge shipped in the package (`judges/mnist-<hash>.msgpack`): trained once on
+    full MNIST, stored as float16, so a number means the same thing on every machine."""
+    names = sorted(f for f in os.listdir(directory) if f.startswith('mnist-')
+                   and f.endswith('.msgpack'))
+    if len(names) != 1:
+        raise FileNotFoundError(f'expected one mnist-<hash>.msgpack in {directory}, found {names}')
+    return load(os.path.join(directory, names[0]))
+
+
+def cache_dir() -> str:
+    """Where judges trained by a user are cached: `$BIGRAN_CACHE/judges` if set, else
+    `$XDG_CACHE_HOME/bigran_jax/judges`, else `~/.cache/bigran_jax/judges`. Read at call time."""
     directory = os.environ.get('BIGRAN_CACHE')
     if not directory:
         cache = os.environ.get('XDG_CACHE_HOME') or os.path.join(os.path.expanduser('~'), '.cache')
         directory = os.path.join(cache, 'bigran_jax')
-    return os.path.join(directory, FILENAME)
+    return os.path.join(directory, 'judges')
 
 
-def save(path: str, classifier: Classifier) -> None:
-    """Writes `classifier` to `path` (flax msgpack params) and `path + '.json'` (metadata).
+def data_fingerprint(mnist: MNIST) -> str:
+    """12 hex digits of the SHA-256 of the training and test images and labels: two sources with
+    the same digits share a cached judge, any other data gets its own."""
+    digest = hashlib.sha256()
+    for array in (mnist.train_images, mnist.train_labels, mnist.test_images, mnist.test_labels):
+        array = np.ascontiguousarray(array)
+        digest.update(f'{array.dtype}{array.shape}'.encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()[:12]
 
-    The sidecar is written last, so its presence means the pair is complete (`load_or_train`).
+
+def cached_path(mnist: MNIST, seed: int = 0, epochs: int = 5, batch_size: int = 128) -> str:
+    """The cache file of a judge trained on `mnist` with these settings: one file per data and
+    settings, so no run overwrites a judge another run trained on other data."""
+    name = f'data-{data_fingerprint(mnist)}_seed{seed}_epochs{epochs}_batch{batch_size}.msgpack'
+    return os.path.join(cache_dir(), name)
+
+
+def save(path: str, classifier: Classifier, dtype=np.float32, exclusive: bool = False) -> None:
+    """Writes `classifier` to `path` (flax msgpack params as `dtype`) and `path + '.json'`
+    (metadata: its hash, test accuracy, data).
+
+    The sidecar is written first and the parameters last, so a present `path` means the pair is
+    complete. `exclusive`: never replace an existing `path` (a concurrent writer of the same
+    cache entry wins, and both wrote the same judge).
     """
-    with atomic_write(path, 'wb') as f:
-        f.write(flax.serialization.to_bytes(jax.device_get(classifier.params)))
+    params = jax.tree.map(lambda w: np.asarray(w, dtype), jax.device_get(classifier.params))
     meta = {
+        'hash': fingerprint(params),
         'test_accuracy': float(classifier.test_accuracy),
         'trained_on': classifier.trained_on,
-        'param_count': param_count(classifier.params),
+        'param_count': param_count(params),
+        'dtype': np.dtype(dtype).name,
         'architecture': 'conv32-pool-conv64-pool-dense128-dense10 (VALID)',
     }
+    if exclusive and os.path.exists(path):
+        return
     with atomic_write(path + '.json') as f:
         f.write(json.dumps(meta, indent=2) + '\n')
+    with atomic_write(path, 'wb') as f:
+        f.write(flax.serialization.to_bytes(params))
 
 
 def load(path: str) -> Classifier:
-    """Reads a classifier written by `save`, checking its parameter shapes against `CNN`."""
+    """Reads a classifier written by `save` (parameters float32 in memory), checking its
+    parameter shapes against `CNN` and its hash against the one its metadata records."""
     with open(path + '.json') as f:
         meta = json.load(f)
     with open(path, 'rb') as f:
@@ -294,48 +349,76 @@ def load(path: str) -> Classifier:
     got = jax.tree_util.tree_map(lambda a: tuple(np.shape(a)), params)
     if want != got:
         raise ValueError(f'{path} does not hold this CNN: parameter shapes {got}, expected {want}')
-    return Classifier(
-        params=params, test_accuracy=float(meta['test_accuracy']), trained_on=meta['trained_on']
-    )
+    params = jax.tree.map(lambda w: np.asarray(w, np.float32), params)
+    classifier = Classifier(params=params, test_accuracy=float(meta['test_accuracy']),
+                            trained_on=meta['trained_on'])
+    if 'hash' in meta and meta['hash'] != classifier.hash:
+        raise ValueError(f'{path}: its parameters hash to {classifier.hash}, its metadata says '
+                         f"{meta['hash']} (a corrupted or replaced file)")
+    return classifier
 
 
 def load_or_train(
-    path: str | None,
+    path: str,
     mnist: MNIST | Callable[[], MNIST],
     key: jax.Array,
     **train_kwargs,
 ) -> Classifier:
-    """The cached classifier at `path`, or a new one trained on `mnist` and saved there.
+    """The classifier at `path`, or a new one trained on `mnist` and saved there (never
+    replacing a file another process saved there first).
 
     Args:
-      path: the msgpack file (`None`: `default_path()`).
-      mnist: the data to train on if nothing is cached; a zero-argument function returning it
+      path: the msgpack file.
+      mnist: the data to train on if nothing is there; a zero-argument function returning it
         defers loading the data to when it is needed.
-      key: PRNG key for training (unused when the cache is loaded).
+      key: PRNG key for training (unused when the file exists).
       **train_kwargs: passed to `train_classifier` (`epochs`, `batch_size`, ...).
 
     Returns:
       The `Classifier`.
     """
-    path = path or default_path()
     if os.path.exists(path) and os.path.exists(path + '.json'):
         classifier = load(path)
-        logging.info(
-            'loaded MNIST classifier from %s (test accuracy %.4f, trained on %s)',
-            path, classifier.test_accuracy, classifier.trained_on,
-        )
+        logging.info('loaded MNIST judge %s from %s (test accuracy %.4f, trained on %s)',
+                     classifier.hash, path, classifier.test_accuracy, classifier.trained_on)
         return classifier
     if callable(mnist):
         mnist = mnist()
-    logging.info('no MNIST classifier at %s; training one on %s', path, mnist.description)
+    logging.info('no MNIST judge at %s; training one on %s', path, mnist.description)
     start = time.perf_counter()
     classifier = train_classifier(mnist, key, **train_kwargs)
-    logging.info(
-        'trained MNIST classifier in %.1f s (test accuracy %.4f); saving to %s',
-        time.perf_counter() - start, classifier.test_accuracy, path,
-    )
-    save(path, classifier)
-    return classifier
+    logging.info('trained MNIST judge %s in %.1f s (test accuracy %.4f); saving to %s',
+                 classifier.hash, time.perf_counter() - start, classifier.test_accuracy, path)
+    save(path, classifier, exclusive=True)
+    return load(path)
+
+
+# `eval.classifier` values that name no file.
+SHIPPED, TRAIN = '', 'train'
+
+
+def resolve(spec: str, mnist: MNIST | Callable[[], MNIST]) -> Classifier:
+    """The judge a config names in `eval.classifier`: '' the shipped MNIST judge (`shipped`);
+    'train' one trained on the run's own data with seed 0, cached per data (`cached_path`); any
+    other value the path of a file written by `save`."""
+    if spec == SHIPPED:
+        return shipped()
+    if spec == TRAIN:
+        data = mnist() if callable(mnist) else mnist
+        return load_or_train(cached_path(data), data, jax.random.key(0))
+    if not (os.path.exists(spec) and os.path.exists(spec + '.json')):
+        raise FileNotFoundError(f"config.eval.classifier={spec!r}: no judge there (a file and "
+                                "its .json written by bigran_jax.classifier); '' is the shipped "
+                                "judge, 'train' one trained on the run's data")
+    return load(spec)
+
+
+def to_dtype(classifier: Classifier, mnist: MNIST, dtype) -> Classifier:
+    """`classifier` with its parameters rounded to `dtype` (float16 to ship it) and its test
+    accuracy measured again with the rounded parameters."""
+    params = jax.tree.map(lambda w: np.asarray(np.asarray(w, dtype), np.float32), classifier.params)
+    return Classifier(params=params, trained_on=classifier.trained_on,
+                      test_accuracy=accuracy(params, mnist.test_images, mnist.test_labels))
 
 
 def main(argv=None) -> None:
@@ -344,27 +427,32 @@ def main(argv=None) -> None:
 
     from bigran_jax.data import load_mnist
 
-    parser = argparse.ArgumentParser(description='Train and cache the MNIST classifier.')
+    parser = argparse.ArgumentParser(description='Train an MNIST judge and save it as '
+                                     'OUT/mnist-<hash>.msgpack (+ .json).')
     parser.add_argument('--source', default='auto', help="load_mnist source: 'idx', 'embedded'...")
     parser.add_argument('--data_dir', default='', help='folder of the four MNIST IDX files')
-    parser.add_argument('--out', default='', help='output msgpack file (default: the cache)')
+    parser.add_argument('--out', default='', help='output folder (default: the user cache)')
+    parser.add_argument('--dtype', default='float32', choices=('float32', 'float16'),
+                        help='stored precision (float16: as the shipped judge)')
     parser.add_argument('--epochs', type=int, default=5)
     parser.add_argument('--batch_size', type=int, default=128)
     parser.add_argument('--seed', type=int, default=0)
     args = parser.parse_args(argv)
 
     logging.set_verbosity(logging.INFO)
-    out = args.out or default_path()
     mnist = load_mnist(args.source, args.data_dir)
     start = time.perf_counter()
     classifier = train_classifier(
         mnist, jax.random.key(args.seed), epochs=args.epochs, batch_size=args.batch_size
     )
     seconds = time.perf_counter() - start
-    save(out, classifier)
+    classifier = to_dtype(classifier, mnist, np.dtype(args.dtype))
+    out = os.path.join(args.out or cache_dir(), f'mnist-{classifier.hash}.msgpack')
+    save(out, classifier, np.dtype(args.dtype))
     print(
-        f'saved MNIST classifier to {out} ({classifier.num_params} parameters, trained on '
-        f'{classifier.trained_on} in {seconds:.1f} s): test accuracy {classifier.test_accuracy:.4f}'
+        f'saved MNIST judge {classifier.hash} to {out} ({classifier.num_params} parameters, '
+        f'{args.dtype}, trained on {classifier.trained_on} in {seconds:.1f} s): test accuracy '
+        f'{classifier.test_accuracy:.4f}'
     )
 
 

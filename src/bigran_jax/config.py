@@ -6,6 +6,7 @@ Experiment configs (`configs/*.py`) start from `base_config()` and fill in `mode
 
 from __future__ import annotations
 
+import difflib
 import json
 
 import jax
@@ -13,9 +14,10 @@ import ml_collections
 
 from bigran_jax.data import SOURCES
 from bigran_jax.mixtures import MIXTURES
+from bigran_jax.models import READ_STEERS
 from bigran_jax.recurrent import NUMERICS
 
-EXPERIMENTS = ('toy', 'rdgan', 'bigran', 'synthetic', 'stacked')
+EXPERIMENTS = ('toy', 'rdgan', 'bigran', 'synthetic', 'stacked', 'draw')
 # The mode-collapse benchmarks' discriminators (benchmark_models.StrategyDiscriminator); the last
 # two read one sample at a time, so they take model.k = 1 only.
 STRATEGIES = ('recurrent', 'packing', 'plain', 'minibatch')
@@ -38,6 +40,37 @@ def renamed(path: str) -> str | None:
 
 class ConfigError(ValueError):
     """A config key is missing, unknown, of the wrong type or out of range."""
+
+
+def dotted_keys(config, prefix: str = '') -> list[str]:
+    """Every leaf key of a config as a dotted path: `['experiment', 'seed', 'model.k', ...]`."""
+    out = []
+    for key, value in config.items():
+        if isinstance(value, ml_collections.ConfigDict | dict):
+            out += dotted_keys(value, f'{prefix}{key}.')
+        else:
+            out.append(prefix + key)
+    return out
+
+
+def nearest(name: str, choices, n: int = 3) -> str:
+    """' (did you mean a, b?)' naming the choices closest to `name`, or '' when none is close;
+    a choice that shares the name's last part (`d_lr` for `lr`) counts as close."""
+    choices = list(choices)
+    close = difflib.get_close_matches(name, choices, n=n, cutoff=0.6)
+    leaf = name.rpartition('.')[2]
+    close += [c for c in choices if leaf and leaf in c.rpartition('.')[2] and c not in close]
+    return f" (did you mean {', '.join(close[:n])}?)" if close else ''
+
+
+def check_override(config, key: str) -> None:
+    """Raises ConfigError in one line when `key` (`'train.d_lr'`) names no field of `config`,
+    with the renamed key's new name or the nearest existing names."""
+    if renamed(key):
+        raise ConfigError(f'--config.{key} was renamed --config.{renamed(key)}')
+    keys = dotted_keys(config)
+    if key not in keys:
+        raise ConfigError(f'--config.{key}: no such config key{nearest(key, keys)}')
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -75,6 +108,8 @@ def base_config() -> ml_collections.ConfigDict:
     # Decay of an exponential moving average of the generator's parameters, which snapshots,
     # evaluation and exports then use (Yazici et al. 2019); 0: off, the trained parameters.
     c.train.g_ema = 0.0
+    c.train.unroll = 0  # unrolled GAN (Metz et al. 2017): G's loss vs D after K updates; 0: off
+    c.train.unroll_order = 'second'  # 'second': G's gradient through the K updates; 'first': not
     c.train.iterations_per_call = 10  # iterations per compiled call (fewer dispatches)
     c.train.log_every = 100  # iterations between log lines / metrics.jsonl rows
     # A non-finite loss or parameter: 'stop' the run, or 'rollback' to the last checkpoint (the
@@ -91,7 +126,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.eval.num_samples = 10_000  # generated samples evaluated and saved to samples.npz
     c.eval.snapshot_steps = ()  # iterations after which a sample grid is saved
     c.eval.snapshot_samples = 0  # rdgan, bigran: samples judged at each snapshot (0: the grid only)
-    c.eval.classifier = ''  # path of the MNIST judge; '' = the cache (trained if missing)
+    # The judge of generated digits: '' the MNIST judge shipped in the package, 'train' one
+    # trained on the run's own data (cached per data), else the path of a saved judge.
+    c.eval.classifier = ''
 
     # Sweep members: a tuple of (config path, values) pairs; the members are their product. A
     # pair may set several fields together: ((path, path, ...), ((value, value, ...), ...)).
@@ -129,6 +166,11 @@ def validate(config: ml_collections.ConfigDict, devices: int | None = None) -> N
     need(config.experiment != 'toy' or config.train.g_updates == 0, 'train.g_updates',
          'must be 0 for the toy experiment (it has no generator)')
     need(0 <= config.train.g_ema < 1, 'train.g_ema', 'must be in [0, 1) (0: no moving average)')
+    _check_int(config, need, 'train.unroll', 0, ' (0: no unrolled discriminator updates)')
+    need(config.train.unroll == 0 or config.train.g_updates > 0, 'train.unroll',
+         'needs train.g_updates > 0 (the unroll is taken in the generator\'s update)')
+    need(config.train.unroll_order in ('second', 'first'), 'train.unroll_order',
+         "must be 'second' or 'first'")
     need(config.train.iterations_per_call >= 1, 'train.iterations_per_call', 'must be >= 1')
     need(config.train.log_every >= 1, 'train.log_every', 'must be >= 1')
     need(config.eval.snapshot_samples >= 0, 'eval.snapshot_samples', 'must be >= 0')
@@ -152,6 +194,8 @@ def validate(config: ml_collections.ConfigDict, devices: int | None = None) -> N
         _check_strategy(config, need)
     if config.experiment == 'bigran':
         _check_bigran(config, need)
+    if config.experiment == 'draw':
+        _check_draw(config, need)
     if config.experiment == 'rdgan':
         rate = config_get(config, 'model.d_dropout')
         need(isinstance(rate, (int, float)) and 0 <= rate < 1, 'model.d_dropout',
@@ -233,6 +277,30 @@ def _check_bigran(config, need) -> None:
                            ('model.decoder_mlp', 0, ' (0: the paper\'s decoder)'),
                            ('model.decoder_layers', 1, ''), ('model.d_hidden', 1, '')):
         _check_int(config, need, key, low, what)
+    _check_attention(config, need)
+
+
+def _check_attention(config, need) -> None:
+    """DRAW's attention keys (configs/bigran.py, configs/draw.py); a config written before they
+    existed has none, which means none of it."""
+    model = config.model
+    for key in ('read_n', 'write_n'):
+        if key in model:
+            _check_int(config, need, f'model.{key}', 0, ' (0: no attention, the whole image)')
+    if 'read_steer' in model:
+        need(model.read_steer in READ_STEERS, 'model.read_steer', f'must be one of {READ_STEERS}')
+
+
+def _check_draw(config, need) -> None:
+    """DRAW (configs/draw.py): one player, the encoder+decoder ('g'); no discriminator."""
+    need(config.train.d_updates == 0, 'train.d_updates',
+         'must be 0 for the draw experiment (it has no discriminator)')
+    need(config.train.g_updates >= 1, 'train.g_updates', 'must be >= 1 (DRAW trains only g)')
+    need(config.train.get('unroll', 0) == 0, 'train.unroll',
+         'must be 0 for the draw experiment (there is no discriminator to unroll)')
+    for key in ('model.t', 'model.latent', 'model.hidden'):
+        _check_int(config, need, key, 1)
+    _check_attention(config, need)
 
 
 # What members of one population may differ in: the seed, and the optimiser's numbers, which live

@@ -41,6 +41,87 @@ def save_grid(path: str, images, rows: int, cols: int) -> str:
     return save_png(path, image_grid(images, rows, cols))
 
 
+# Labelled figures: padding in a colour no grey pixel can take, so an empty (grey) canvas never
+# blends into the grid lines; the marked column (the inputs) framed in another colour.
+PAD_COLOUR = (0.15, 0.25, 0.55)
+MARK_COLOUR = (0.95, 0.55, 0.1)
+
+
+def _colour_grid(images, rows: int, cols: int, pad: int, marked_cols=()) -> np.ndarray:
+    """`image_grid` in RGB float with `PAD_COLOUR` padding, and the padding around each column
+    in `marked_cols` drawn in `MARK_COLOUR`."""
+    grey = image_grid(images, rows, cols, pad).astype(np.float32) / 255.0
+    rgb = np.repeat(grey[..., None], 3, axis=-1)
+    size = 28 + pad
+    is_pad = np.ones(grey.shape, bool)
+    for r in range(rows):
+        for c in range(cols):
+            is_pad[pad + r * size:pad + r * size + 28, pad + c * size:pad + c * size + 28] = False
+    rgb[is_pad] = PAD_COLOUR
+    for c in marked_cols:
+        x0, x1 = c * size, c * size + 28 + 2 * pad
+        block = rgb[:, x0:x1]
+        block[is_pad[:, x0:x1]] = MARK_COLOUR
+    return rgb
+
+
+def labelled_grid(images, rows: int, cols: int, *, title: str, col_labels=(), row_labels=(),
+                  marked_cols=(), pad: int = 2):
+    """A matplotlib figure of `rows x cols` images `[N, 28, 28]` (or `[N, 784]`) in [0, 1]: a
+    title, a label over each column and beside each row (either may be empty), the columns in
+    `marked_cols` framed (e.g. the inputs of a reconstruction figure)."""
+    plt = _pyplot()
+    rgb = _colour_grid(images, rows, cols, pad, marked_cols)
+    cell = 0.6  # inches per 28-pixel cell
+    w, h = rgb.shape[1] / 28 * cell, rgb.shape[0] / 28 * cell
+    left, top, bottom = (0.9 if row_labels else 0.1), 0.6, 0.1
+    fig_w, fig_h = left + w + 0.1, top + h + bottom
+    fig = plt.figure(figsize=(fig_w, fig_h), dpi=110)
+    ax = fig.add_axes((left / fig_w, bottom / fig_h, w / fig_w, h / fig_h))
+    ax.imshow(rgb, interpolation='nearest')
+    ax.set_axis_off()
+    size = 28 + pad
+    for c, label in enumerate(col_labels):
+        ax.text(pad + c * size + 14, -2, label, ha='center', va='bottom', fontsize=7,
+                color=MARK_COLOUR if c in marked_cols else 'black',
+                fontweight='bold' if c in marked_cols else 'normal')
+    for r, label in enumerate(row_labels):
+        ax.text(-3, pad + r * size + 14, label, ha='right', va='center', fontsize=7)
+    fig.suptitle(title, fontsize=9, y=1.0 - 0.05 / fig_h, va='top')
+    return fig
+
+
+def save_labelled_grid(path: str, images, rows: int, cols: int, **labels) -> str:
+    """`labelled_grid` written as PNG."""
+    fig = labelled_grid(images, rows, cols, **labels)
+    with atomic_write(path, 'wb') as f:
+        fig.savefig(f, format='png')
+    _pyplot().close(fig)
+    return path
+
+
+def save_gif(path: str, frames, rows: int, cols: int, *, titles, marked_cols=(),
+             seconds: float = 0.7) -> str:
+    """An animated GIF, one grid per frame: `frames` `[F, rows * cols, 28, 28]` in [0, 1] (e.g.
+    the canvases after each step), each frame captioned with `titles[f]`; the last frame held
+    three times as long."""
+    from PIL import Image, ImageDraw
+
+    pictures = []
+    for images, title in zip(frames, titles, strict=True):
+        rgb = np.round(_colour_grid(images, rows, cols, 2, marked_cols) * 255).astype(np.uint8)
+        grid = Image.fromarray(rgb).resize((rgb.shape[1] * 2, rgb.shape[0] * 2), Image.NEAREST)
+        picture = Image.new('RGB', (grid.width, grid.height + 18), 'white')
+        picture.paste(grid, (0, 18))
+        ImageDraw.Draw(picture).text((4, 3), title, fill='black')
+        pictures.append(picture)
+    durations = [int(seconds * 1000)] * (len(pictures) - 1) + [int(seconds * 3000)]
+    with atomic_write(path, 'wb') as f:
+        pictures[0].save(f, format='GIF', save_all=True, append_images=pictures[1:],
+                         duration=durations, loop=0)
+    return path
+
+
 def cut_grid(path: str, rows: int, cols: int, inset: int = 3) -> np.ndarray:
     """The cells of an image grid (a paper figure, or one of `save_grid`'s) as digits.
 

@@ -2,6 +2,12 @@
 generator, and BiGRAN's recurrent encoder, canvas decoder and joint discriminator. The
 mode-collapse benchmarks' networks are in `bigran_jax.benchmark_models`.
 
+The encoder and decoder optionally take DRAW's attention (Gregor et al. 2015;
+`bigran_jax.attention`): an N x N glimpse read per step, an N x N patch written per step, and
+DRAW's interleaved step (`DrawStep`), where the decoder's previous state steers the encoder's read
+and the error image x - sigmoid(c_{t-1}) is read beside the image. With those options off the
+networks are the paper's, parameter for parameter.
+
 Groups: a batch of `B = G * k` samples is read as `G` groups of `k` consecutive samples; a
 recurrent discriminator reads each group's samples in a row and emits a logit at every position,
 so position j scores "these j samples are real" (paper section 3).
@@ -10,11 +16,26 @@ so position j scores "these j samples are real" (paper section 3).
 from __future__ import annotations
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
-from bigran_jax.recurrent import LSTM, dense_init
+from bigran_jax.attention import ReadAttention, WriteAttention
+from bigran_jax.recurrent import (
+    GATES,
+    KERAS1_INPUT_INIT,
+    LSTM,
+    _forget_bias_init,
+    _GateDense,
+    _Step,
+    check_numerics,
+    dense_init,
+)
 
 IMAGE_SIZE = 784  # n in the paper: a flattened 28 x 28 MNIST image
+IMAGE_SIDE = 28
+# What steers the encoder's glimpses (`Encoder.read_steer`): its own previous state, or, as in
+# DRAW, the decoder's previous state (the encoder and decoder then run interleaved).
+READ_STEERS = ('own', 'decoder')
 
 
 def check_groups(batch: int, k: int) -> int:
@@ -78,9 +99,204 @@ class MLPGenerator(nn.Module):
         return nn.sigmoid(nn.Dense(IMAGE_SIZE, kernel_init=init)(h))
 
 
+def _image(x):
+    """`[B, 784]` -> `[B, 28, 28, 1]`, the layout `bigran_jax.attention` reads."""
+    return x.reshape(x.shape[0], IMAGE_SIDE, IMAGE_SIDE, 1)
+
+
+def _steps_first(tree, lead):
+    """Reshapes every `[prod(lead)]` leaf of a `Window` to `lead` (e.g. `[B, t]`)."""
+    return jax.tree.map(lambda v: v.reshape(lead), tree)
+
+
+def _zeros(x, features: int):
+    """`[B, features]` zeros of `x`'s type: derived from `x` (not `jnp.zeros`) so that under
+    shard_map the scan's initial carry varies over the device axis as its inputs do."""
+    return jnp.zeros_like(x[:, :1]) + jnp.zeros((1, features), x.dtype)
+
+
+class _Cell(nn.Module):
+    """One step of `LSTM` on an input that changes with the state (a glimpse steered by the state,
+    a latent drawn at this step): the same parameters (`ih`, `step`) and the same function, with
+    the input projected inside the step. Inputs `[B, in]`; no dropout (the encoder and decoder
+    have none).
+
+    Attributes:
+      features: hidden units.
+      numerics: 'flax' or 'keras1' (see `bigran_jax.recurrent`).
+    """
+
+    features: int
+    numerics: str = 'flax'
+
+    @nn.compact
+    def __call__(self, carry, x):
+        """`(c, h), x` -> `(c, h), h`."""
+        check_numerics(self.numerics)
+        if self.numerics == 'keras1':
+            ih = _GateDense(GATES * self.features, KERAS1_INPUT_INIT, _forget_bias_init, name='ih')
+            gates_x = ih(x, shared=True)
+        else:
+            gates_x = nn.Dense(GATES * self.features, bias_init=_forget_bias_init, name='ih')(x)
+        h_mask = jnp.ones_like(carry[1])
+        return _Step(self.features, self.numerics, name='step')(carry, gates_x, h_mask)
+
+
+def _stroke(h, *, mlp: int, mlp_layers: int, write_n: int, numerics: str):
+    """The decoder's map from its LSTM state to a canvas update, `[..., hidden]` ->
+    `([..., 784], window or None)`: `mlp_layers` ReLU layers of `mlp` units (none when `mlp` is 0),
+    then a linear map to all 784 pixels (`write_n` 0, layer 'out') or DRAW's write of an N x N
+    patch through a window (`write_n` = N, layer 'write'; eqs 28-29). Called inside a compact
+    method: its layers belong to the caller (`Decoder`, `DecoderStep`)."""
+    init = dense_init(numerics)
+    for i in range(mlp_layers if mlp else 0):
+        name = 'mlp' if i == 0 else f'mlp{i + 1}'  # 'mlp', 'mlp2', ...
+        h = nn.relu(nn.Dense(mlp, kernel_init=init, name=name)(h))
+    if not write_n:
+        return nn.Dense(IMAGE_SIZE, kernel_init=init, name='out')(h), None
+    lead = h.shape[:-1]
+    update, win = WriteAttention(write_n, 1, numerics, name='write')(
+        h.reshape(-1, h.shape[-1]), height=IMAGE_SIDE, width=IMAGE_SIDE)
+    return update.reshape(*lead, IMAGE_SIZE), _steps_first(win, lead)
+
+
+class _GlimpseStep(nn.Module):
+    """One step of an encoder that steers its own glimpses (`read_steer='own'`): the window comes
+    from its previous state, r_t = read(x, h_enc_{t-1}), h_enc_t = LSTM(h_enc_{t-1}, r_t). The
+    encoder stays a function of the image alone."""
+
+    features: int
+    n: int
+    numerics: str = 'flax'
+
+    @nn.compact
+    def __call__(self, carry, image):
+        """`(c, h), image [B, 28, 28, 1]` -> `(c, h), (h, window)`."""
+        # ReadAttention reads the image and an error image; there is no canvas here, so it reads
+        # the image twice and only the first glimpse (of x) is kept.
+        glimpses, win = ReadAttention(self.n, self.numerics, name='read')(image, image, carry[1])
+        glimpse = glimpses[:, :glimpses.shape[1] // 2]
+        carry, h = _Cell(self.features, self.numerics, name='LSTM_0')(carry, glimpse)
+        return carry, (h, win)
+
+
+class DecoderStep(nn.Module):
+    """One step of `Decoder`: `(c, h), z_t -> (c, h), (canvas update [B, 784], write window)`.
+
+    Its parameters have the structure of a `Decoder`'s with the same attributes (`LSTM_0`, the
+    ReLU layers, `out` or `write`), so a decoder's parameters can run it step by step: DRAW's
+    interleaved step (`DrawStep`) runs the decoder this way.
+    """
+
+    hidden: int = 128
+    numerics: str = 'flax'
+    mlp: int = 0
+    mlp_layers: int = 1
+    write_n: int = 0
+
+    @nn.compact
+    def __call__(self, carry, z):
+        carry, h = _Cell(self.hidden, self.numerics, name='LSTM_0')(carry, z)
+        update, win = _stroke(h, mlp=self.mlp, mlp_layers=self.mlp_layers, write_n=self.write_n,
+                              numerics=self.numerics)
+        return carry, (update, win)
+
+
+class DrawStep(nn.Module):
+    """One step of DRAW's interleaved encoder and decoder (Gregor et al. 2015, eqs 3-8):
+
+        x_hat_t = x - sigmoid(c_{t-1})                         (the error image)
+        r_t     = read(x, x_hat_t, h_dec_{t-1})                (two N x N glimpses; the whole x
+                                                                and x_hat when read_n = 0)
+        h_enc_t = LSTM_enc(h_enc_{t-1}, [r_t, h_dec_{t-1}])
+        z_t     = mu(h_enc_t) + exp(log sigma^2(h_enc_t) / 2) eps_t
+        h_dec_t = LSTM_dec(h_dec_{t-1}, z_t)
+        c_t     = c_{t-1} + write(h_dec_t)
+
+    The decoder's half is a `DecoderStep` named 'decoder' (a `Decoder`'s parameters fit it).
+
+    Carry: `((c, h) of the encoder, (c, h) of the decoder, canvas logits [B, 784])`, all zeros at
+    the start. Per step in: eps_t `[B, latent]`; out: a dict of `z`, `mu`, `logvar`, `features`
+    (h_enc_t), `canvas` (the logits c_t) and, with attention, `read_window` / `write_window`.
+    """
+
+    latent: int = 25
+    hidden: int = 128
+    read_n: int = 0
+    numerics: str = 'flax'
+    decoder_hidden: int = 128
+    decoder_mlp: int = 0
+    decoder_layers: int = 1
+    write_n: int = 0
+
+    @nn.compact
+    def __call__(self, carry, eps, x):
+        enc, dec, canvas = carry
+        h_dec = dec[1]
+        x_hat = x - nn.sigmoid(canvas)
+        out = {}
+        if self.read_n:
+            r, out['read_window'] = ReadAttention(self.read_n, self.numerics, name='read')(
+                _image(x), _image(x_hat), h_dec)
+        else:
+            r = jnp.concatenate([x, x_hat], axis=-1)
+        enc, h_enc = _Cell(self.hidden, self.numerics, name='LSTM_0')(
+            enc, jnp.concatenate([r, h_dec], axis=-1))
+        init = dense_init(self.numerics)
+        mu = nn.Dense(self.latent, kernel_init=init, name='mu')(h_enc)
+        logvar = nn.Dense(self.latent, kernel_init=init, name='logvar')(h_enc)
+        z = mu + jnp.exp(0.5 * logvar) * eps
+        dec, (update, write_win) = DecoderStep(
+            self.decoder_hidden, self.numerics, self.decoder_mlp, self.decoder_layers,
+            self.write_n, name='decoder')(dec, z)
+        canvas = canvas + update
+        if write_win is not None:
+            out['write_window'] = write_win
+        out.update(z=z, mu=mu, logvar=logvar, features=h_enc, canvas=canvas)
+        return (enc, dec, canvas), out
+
+
+def with_decoder(encoder_params: dict, decoder_params: dict) -> dict:
+    """The parameters of an `Encoder` with `read_steer='decoder'` whose interleaved decoder is the
+    `Decoder` with `decoder_params`: `encoder_params` (with or without its own 'decoder' under
+    'draw') with `decoder_params` put there. DRAW ties them so (`experiments.draw`)."""
+    return {**encoder_params, 'draw': {**encoder_params['draw'], 'decoder': decoder_params}}
+
+
+def without_decoder(encoder_params: dict) -> tuple[dict, dict]:
+    """`(encoder params without the interleaved decoder's, the decoder's)`: the inverse of
+    `with_decoder`."""
+    draw = dict(encoder_params['draw'])
+    decoder = draw.pop('decoder')
+    return {**encoder_params, 'draw': draw}, decoder
+
+
 class Encoder(nn.Module):
     """BiGRAN's recurrent encoder (section 4.1): an LSTM reads the image at each of `steps` steps;
     per-step linear heads give mu and log sigma^2, and z_s = mu_s + exp(log sigma^2_s / 2) eps_s.
+
+    With DRAW's attention (`read_n` = N > 0) the LSTM reads an N x N glimpse of the image per step
+    instead of the whole image (`bigran_jax.attention.ReadAttention`). What steers the glimpse:
+
+    - `read_steer='own'`: the encoder's own previous state h_enc_{t-1}. The encoder is still a
+      function of the image alone, as BiGAN's argument (E and G inverses at the optimum) assumes.
+    - `read_steer='decoder'`: as in DRAW, the previous state of a decoder run interleaved with the
+      encoder in one scan (`DrawStep`): the decoder draws from z_1..z_{t-1} while the encoder reads
+      the image and the error image x - sigmoid(c_{t-1}), and the encoder's LSTM also takes
+      h_dec_{t-1}. With `read_n` 0 it reads both images whole (DRAW without attention). The
+      interleaved decoder is built as a `Decoder` with `decoder_hidden`, `decoder_mlp`,
+      `decoder_layers` and `write_n`; its parameters sit under 'draw'/'decoder' and have a
+      `Decoder`'s structure, so they can be a decoder's own (`with_decoder`; DRAW ties them, and
+      since encoder and decoder are one player in BiGAN, BiGRAN may too: z then depends on the
+      decoder's weights, which the encoder+decoder loss updates together). Applied with the
+      encoder's parameters alone it runs its own copy: E is then again a function of x alone.
+
+    With `read_n` 0 and `read_steer='own'` (the defaults) it is the paper's encoder exactly.
+
+    Sown in 'intermediates' (`mutable=['intermediates']`): `features` `[B, t, hidden]` always;
+    `read_window` (a `Window` of `[B, t]`) with attention; with `read_steer='decoder'` also the
+    interleaved decoder's canvas logits `canvas` `[B, t, 784]` and, with `write_n`,
+    `write_window`.
 
     Attributes:
       latent: m, the size of each z_s.
@@ -88,6 +304,10 @@ class Encoder(nn.Module):
       hidden: LSTM units.
       unroll: scan unroll.
       numerics: 'flax' or 'keras1' initialisers and gates (see `bigran_jax.recurrent`).
+      read_n: N of the N x N glimpse read per step (0: the whole image, the paper's).
+      read_steer: one of `READ_STEERS`, 'own' or 'decoder' (above).
+      decoder_hidden, decoder_mlp, decoder_layers, write_n: the interleaved decoder's `Decoder`
+        attributes (`hidden`, `mlp`, `mlp_layers`, `write_n`), with `read_steer='decoder'` only.
     """
 
     latent: int = 25
@@ -95,6 +315,12 @@ class Encoder(nn.Module):
     hidden: int = 128
     unroll: int = 1
     numerics: str = 'flax'
+    read_n: int = 0
+    read_steer: str = 'own'
+    decoder_hidden: int = 128
+    decoder_mlp: int = 0
+    decoder_layers: int = 1
+    write_n: int = 0
 
     @nn.compact
     def __call__(self, x, eps):
@@ -108,7 +334,15 @@ class Encoder(nn.Module):
         Returns:
           `(z, mu, logvar)`, each `[B, steps, latent]`.
         """
-        h = LSTM(self.hidden, unroll=self.unroll, numerics=self.numerics)(x, length=self.t)
+        if self.read_steer not in READ_STEERS:
+            raise ValueError(f'read_steer={self.read_steer!r}: use one of {READ_STEERS}')
+        if self.read_steer == 'decoder':
+            return self._interleaved(x, eps)
+        if self.read_n:
+            h, win = self._glimpses(x)
+            self.sow('intermediates', 'read_window', win)
+        else:
+            h = LSTM(self.hidden, unroll=self.unroll, numerics=self.numerics)(x, length=self.t)
         # The layer before the output, `[B, steps, hidden]`: BiGAN's code scores its encoder's
         # features there too ("NNC_e-"); read with `mutable=['intermediates']`.
         self.sow('intermediates', 'features', h)
@@ -117,10 +351,40 @@ class Encoder(nn.Module):
         logvar = nn.Dense(self.latent, kernel_init=init, name='logvar')(h)
         return mu + jnp.exp(0.5 * logvar) * eps, mu, logvar
 
+    def _glimpses(self, x):
+        """`read_steer='own'` with attention: `(h [B, t, hidden], read window of [B, t])`."""
+        scan = nn.scan(_GlimpseStep, variable_broadcast='params', split_rngs={'params': False},
+                       in_axes=nn.broadcast, out_axes=1, length=self.t, unroll=self.unroll)
+        zeros = _zeros(x, self.hidden)
+        _, (h, win) = scan(self.hidden, self.read_n, self.numerics, name='glimpse')(
+            (zeros, zeros), _image(x))
+        return h, win
+
+    def _interleaved(self, x, eps):
+        """`read_steer='decoder'`: DRAW's interleaved scan (`DrawStep`)."""
+        scan = nn.scan(DrawStep, variable_broadcast='params', split_rngs={'params': False},
+                       in_axes=(1, nn.broadcast), out_axes=1, unroll=self.unroll)
+        step = scan(self.latent, self.hidden, self.read_n, self.numerics, self.decoder_hidden,
+                    self.decoder_mlp, self.decoder_layers, self.write_n, name='draw')
+        enc = (_zeros(x, self.hidden),) * 2
+        dec = (_zeros(x, self.decoder_hidden),) * 2
+        _, out = step((enc, dec, jnp.zeros_like(x)), eps, x)
+        self.sow('intermediates', 'features', out['features'])
+        self.sow('intermediates', 'canvas', out['canvas'])
+        for name in ('read_window', 'write_window'):
+            if name in out:
+                self.sow('intermediates', name, out[name])
+        return out['z'], out['mu'], out['logvar']
+
 
 class Decoder(nn.Module):
     """BiGRAN's canvas decoder (section 4.2): an LSTM over z_1..z_t, a linear map to 784 per step,
     a cumulative sum over steps (the canvas) and a sigmoid.
+
+    With DRAW's attention (`write_n` = N > 0) each step writes an N x N patch through a window
+    (`bigran_jax.attention.WriteAttention`, eqs 28-29) instead of all 784 pixels; the windows are
+    sown in 'intermediates' as `write_window` (a `Window` of `[B, t]` arrays; read with
+    `mutable=['intermediates']`). With `write_n` 0 (the default) it is the paper's decoder.
 
     Attributes:
       hidden: LSTM units.
@@ -130,6 +394,7 @@ class Decoder(nn.Module):
         none, the paper's decoder). Without them the final canvas is `sigmoid(W sum_s h_s + b)`,
         a linear map of a 128-vector; with them each step adds a nonlinear stroke.
       mlp_layers: how many such layers (with `mlp` > 0).
+      write_n: N of the N x N patch written per step (0: all 784 pixels, the paper's).
     """
 
     hidden: int = 128
@@ -137,16 +402,17 @@ class Decoder(nn.Module):
     numerics: str = 'flax'
     mlp: int = 0
     mlp_layers: int = 1
+    write_n: int = 0
 
     @nn.compact
     def __call__(self, z):
         """`z`: `[B, t, latent]` -> canvases `[B, t, 784]` in [0, 1], the image after each step."""
         h = LSTM(self.hidden, unroll=self.unroll, numerics=self.numerics)(z)
-        for i in range(self.mlp_layers if self.mlp else 0):
-            name = 'mlp' if i == 0 else f'mlp{i + 1}'  # 'mlp', 'mlp2', ...
-            h = nn.relu(nn.Dense(self.mlp, kernel_init=dense_init(self.numerics), name=name)(h))
-        out = nn.Dense(IMAGE_SIZE, kernel_init=dense_init(self.numerics), name='out')
-        return nn.sigmoid(jnp.cumsum(out(h), axis=1))
+        update, win = _stroke(h, mlp=self.mlp, mlp_layers=self.mlp_layers, write_n=self.write_n,
+                              numerics=self.numerics)
+        if win is not None:
+            self.sow('intermediates', 'write_window', win)
+        return nn.sigmoid(jnp.cumsum(update, axis=1))
 
 
 class JointDiscriminator(nn.Module):

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -29,6 +31,33 @@ def write_json(path: str, obj) -> str:
         json.dump(_jsonable(obj), f, indent=2, sort_keys=True)
         f.write('\n')
     return path
+
+
+def code_version() -> dict:
+    """The package version, and the git commit of the checkout the package runs from (with
+    whether it had uncommitted changes) when there is one."""
+    from bigran_jax import __version__
+
+    out = {'version': __version__}
+    here = os.path.dirname(os.path.abspath(__file__))
+    try:
+        run = lambda *args: subprocess.run(['git', *args], cwd=here, capture_output=True,
+                                           text=True, timeout=10, check=True).stdout.strip()
+        out['git_commit'] = run('rev-parse', 'HEAD')
+        out['git_dirty'] = bool(run('status', '--porcelain', '--untracked-files=no'))
+    except (OSError, subprocess.SubprocessError):
+        pass  # an installed package, or no git: the version says what ran
+    return out
+
+
+def provenance(config, data: str | None = None) -> dict:
+    """What produced a result: the code (version, git commit), the command line, the data
+    source and the whole config. The judge is named beside the metrics it measured."""
+    out = {'code': code_version(), 'command': ' '.join([sys.executable, *sys.argv]),
+           'config': config.to_dict()}
+    if data is not None:
+        out['data'] = data
+    return out
 
 
 def append_jsonl(path: str, row: dict) -> None:

@@ -124,7 +124,8 @@ class Run:
             t = self.config.train
             fn = parallel.data_parallel(self._iterations(), self.mesh, num=num, game=self.game,
                                         tx=self.tx, batch_size=self.per_device_batch,
-                                        d_updates=t.d_updates, g_updates=t.g_updates, g_ema=t.g_ema)
+                                        d_updates=t.d_updates, g_updates=t.g_updates, g_ema=t.g_ema,
+                                        unroll=t.unroll, unroll_order=t.unroll_order)
             self._steps[num] = jax.jit(fn, donate_argnums=0)
         return self._steps[num]
 
@@ -447,7 +448,8 @@ def evaluate(run: Run, params, workdir: str, step: int,
                'eval_seconds': time.perf_counter() - t0,
                **({'train_seconds': train_seconds} if train_seconds is not None else {}),
                **({'data': run.mnist.description} if run.mnist else {}), **results}
-    report.write_json(os.path.join(workdir, 'results.json'), results)
+    provenance = report.provenance(config, run.mnist.description if run.mnist else None)
+    report.write_json(os.path.join(workdir, 'results.json'), {**results, 'provenance': provenance})
     report.append_jsonl(os.path.join(workdir, 'metrics.jsonl'), {'eval': results, 'step': step})
     report.write_report(workdir, f'{config.experiment} results', results, figs, text)
     if tb is not None:

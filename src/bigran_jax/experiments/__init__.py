@@ -1,6 +1,7 @@
-"""The three experiments of the paper, and the mode-collapse benchmarks of PacGAN: the 2-D mixtures
-(`synthetic`) and stacked MNIST (`stacked`). Each module is an `Experiment`: it provides the
-names that protocol lists, and nothing else is asked of it.
+"""The three experiments of the paper, the mode-collapse benchmarks of PacGAN: the 2-D mixtures
+(`synthetic`) and stacked MNIST (`stacked`), and DRAW (`draw`), the variational model BiGRAN's
+recurrent encoder and decoder follow. Each module is an `Experiment`: it provides the names that
+protocol lists, and nothing else is asked of it.
 """
 
 from __future__ import annotations
@@ -8,7 +9,7 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from bigran_jax import config
-from bigran_jax.experiments import bigran, rdgan, stacked, synthetic, toy
+from bigran_jax.experiments import bigran, draw, rdgan, stacked, synthetic, toy
 from bigran_jax.steps import Game
 
 
@@ -19,8 +20,8 @@ class Experiment(Protocol):
     SUMMARY_COLUMNS: list[str]  # the results a sweep's summary.md tabulates
 
     def model(self, config) -> Any:
-        """Its networks (BiGRAN: a `BiGRAN` with its public functions; the others
-        `(generator, discriminator)`, the toy its discriminator alone)."""
+        """Its networks (BiGRAN: a `BiGRAN`, DRAW: a `DRAW`, with their public functions; the
+        others `(generator, discriminator)`, the toy its discriminator alone)."""
 
     def make_game(self, config) -> Game:
         """Its players' initialisation, batch sampler and losses."""
@@ -35,4 +36,4 @@ class Experiment(Protocol):
 
 # config.EXPERIMENTS names them (`config.experiment`); here, in the same order, their modules.
 EXPERIMENTS: dict[str, Experiment] = dict(zip(
-    config.EXPERIMENTS, (toy, rdgan, bigran, synthetic, stacked), strict=True))
+    config.EXPERIMENTS, (toy, rdgan, bigran, synthetic, stacked, draw), strict=True))

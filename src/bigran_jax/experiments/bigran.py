@@ -1,4 +1,4 @@
-"""BiGRAN on MNIST (paper section 4, reference notes section 3).
+"""BiGRAN on MNIST (paper section 4, docs/reference_notes.md section 3).
 
 A recurrent encoder E maps an image to latents z_1..z_t; a recurrent decoder G draws on a canvas
 from latents; a discriminator scores (image sequence, latent sequence) pairs at every step and
@@ -14,16 +14,15 @@ The public pure functions researchers call live on `BiGRAN` (`model(config)` bui
 from __future__ import annotations
 
 import dataclasses
-import functools
 import os
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bigran_jax import figures, metrics
+from bigran_jax import attention_figures, figures, metrics
 from bigran_jax.experiments import common
-from bigran_jax.losses import bigran_d_loss, bigran_g_loss, clips_bce
+from bigran_jax.losses import bigran_losses, clips_bce
 from bigran_jax.models import IMAGE_SIZE, Decoder, Encoder, JointDiscriminator
 from bigran_jax.samplers import sample_batch
 from bigran_jax.steps import Game
@@ -59,52 +58,127 @@ class BiGRAN:
                 'g': {'encoder': self.encoder.init(ke, x, z)['params'],
                       'decoder': self.decoder.init(kg, z)['params']}}
 
-    def encode(self, params, x, key):
-        """Stochastic encoding.
+    def encode(self, params: dict, x: ArrayLike, key: jax.Array) -> tuple[jax.Array, ...]:
+        """Stochastic encoding, `z = mu + sigma * eps` at every step.
 
         Args:
-          params: `{'g': {'encoder': ...}, ...}`.
-          x: `[B, 784]` (or `[B, 28, 28]`) images in [0, 1].
+          params: `{'g': {'encoder': ..., 'decoder': ...}}` (`pretrained.load()`, or a train
+            state's params).
+          x: `[B, 28, 28, 1]`, `[B, 28, 28]` or `[B, 784]` images: float in [0, 1], or uint8 in
+            [0, 255] (scaled by 1/255, as `load_mnist` returns them).
           key: PRNG key for eps.
 
         Returns:
-          `(z, mu, logvar)`, each `[B, t, m]`.
+          `(z, mu, logvar)`, each `[B, t, latent]` float32.
         """
-        x = jnp.reshape(x, (x.shape[0], IMAGE_SIZE))
-        eps = jax.random.normal(key, (x.shape[0], self.t, self.latent))
-        return self.encoder.apply({'params': params['g']['encoder']}, x, eps)
+        x = check_images(x, 'x')
+        eps = jax.random.normal(check_key(key), (x.shape[0], self.t, self.latent))
+        return self.encoder.apply({'params': _part(params, 'encoder')}, x, eps)
 
-    def features(self, params, x):
-        """`(h, mu)` from one pass of the encoder: its LSTM outputs `[B, t, hidden]`, the layer
-        before its mu and log sigma^2 heads (BiGAN's code scores both by 1-NN), and mu
-        `[B, t, m]`."""
-        x = jnp.reshape(x, (x.shape[0], IMAGE_SIZE))
+    def features(self, params: dict, x: ArrayLike) -> tuple[jax.Array, jax.Array]:
+        """`(h, mu)` from one pass of the encoder on images `x` (as `encode`): its LSTM outputs
+        `[B, t, hidden]`, the layer before its mu and log sigma^2 heads (BiGAN's code scores
+        both by 1-NN), and mu `[B, t, latent]`."""
+        x = check_images(x, 'x')
         eps = jnp.zeros((x.shape[0], self.t, self.latent))
-        (_, mu, _), state = self.encoder.apply({'params': params['g']['encoder']}, x, eps,
+        (_, mu, _), state = self.encoder.apply({'params': _part(params, 'encoder')}, x, eps,
                                                mutable=['intermediates'])
         return state['intermediates']['features'][0], mu
 
-    def decode(self, params, z):
-        """`z` `[B, t, m]` -> the canvas after every step, `[B, t, 784]` in [0, 1]."""
-        return self.decoder.apply({'params': params['g']['decoder']}, z)
+    def decode(self, params: dict, z: ArrayLike) -> jax.Array:
+        """Latents `z` `[B, t, latent]` -> the canvas after every step, `[B, t, 784]` float32 in
+        [0, 1] (`[:, -1]` is the image)."""
+        z = check_latents(z, self.t, self.latent)
+        return self.decoder.apply({'params': _part(params, 'decoder')}, z)
 
-    def reconstruct(self, params, x, key):
-        """`decode(encode(x))`: `[B, t, 784]` canvases; a different key gives another sample."""
+    def reconstruct(self, params: dict, x: ArrayLike, key: jax.Array) -> jax.Array:
+        """`decode(encode(x))`: `[B, t, 784]` canvases of images `x` (as `encode`); another key
+        gives another stochastic reconstruction."""
         return self.decode(params, self.encode(params, x, key)[0])
 
-    def sample(self, params, key, n: int):
+    def sample(self, params: dict, n: int, key: jax.Array) -> jax.Array:
         """`n` samples from the prior, `[n, t, 784]` canvases (the last step is the image)."""
-        return self.decode(params, jax.random.normal(key, (n, self.t, self.latent)))
+        if isinstance(n, jax.Array) and jax.dtypes.issubdtype(n.dtype, jax.dtypes.prng_key):
+            raise TypeError('sample(params, n, key): n is a PRNG key; the count comes before '
+                            'the key')
+        if not isinstance(n, int | np.integer) or isinstance(n, bool) or n < 1:
+            raise TypeError(f'n: expected a positive int (samples to draw), got {n!r}')
+        return self.decode(params, jax.random.normal(check_key(key),
+                                                     (int(n), self.t, self.latent)))
+
+
+ArrayLike = np.ndarray | jax.Array
+
+
+def _part(params: dict, name: str) -> dict:
+    try:
+        return params['g'][name]
+    except (KeyError, TypeError, IndexError):
+        got = sorted(params) if isinstance(params, dict) else type(params).__name__
+        raise ValueError(f"params: expected {{'g': {{'encoder': ..., 'decoder': ...}}}} as "
+                         f'pretrained.load() or a train state holds them, got {got}') from None
+
+
+def check_key(key) -> jax.Array:
+    """`key` if it is a PRNG key (`jax.random.key(0)`, or a legacy `uint32 [2]`); else a
+    TypeError naming the argument."""
+    if isinstance(key, jax.Array) and (jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key) or (
+            key.dtype == jnp.uint32 and key.shape == (2,))):
+        return key
+    raise TypeError(f'key: expected a PRNG key such as jax.random.key(0), got '
+                    f'{type(key).__name__} {getattr(key, "shape", "")}'.rstrip())
+
+
+def check_images(x, name: str = 'x') -> jax.Array:
+    """MNIST images in any common layout -> float32 `[B, 784]` in [0, 1], or a ValueError /
+    TypeError naming `name` and what is wrong (shape, dtype, range).
+
+    Accepted: `[B, 28, 28, 1]`, `[B, 28, 28]`, `[B, 784]`; uint8 in [0, 255] (scaled by 1/255)
+    or float in [0, 1]. One image needs its batch axis (`x[None]`). The range is checked where
+    the values are known (not inside `jax.jit`).
+    """
+    shape = tuple(np.shape(x))
+    if len(shape) < 2 or shape[1:] not in ((IMAGE_SIZE,), (28, 28), (28, 28, 1)):
+        hint = '; add a batch axis (x[None])' if shape in ((IMAGE_SIZE,), (28, 28),
+                                                          (28, 28, 1)) else ''
+        raise ValueError(f'{name}: expected images [B, 28, 28, 1], [B, 28, 28] or [B, 784], '
+                         f'got shape {shape}{hint}')
+    dtype = np.dtype(x.dtype) if hasattr(x, 'dtype') else np.asarray(x).dtype
+    if dtype == np.uint8:
+        return jnp.reshape(jnp.asarray(x, jnp.float32) / 255.0, (shape[0], IMAGE_SIZE))
+    if not np.issubdtype(dtype, np.floating):
+        raise TypeError(f'{name}: expected float images in [0, 1] or uint8 in [0, 255], got '
+                        f'dtype {dtype}')
+    x = jnp.reshape(jnp.asarray(x, jnp.float32), (shape[0], IMAGE_SIZE))
+    if not isinstance(x, jax.core.Tracer) and x.size and (x.min() < 0 or x.max() > 1):
+        raise ValueError(f'{name}: float images must lie in [0, 1], got values in '
+                         f'[{float(x.min()):.3g}, {float(x.max()):.3g}]')
+    return x
+
+
+def check_latents(z, t: int, latent: int) -> jax.Array:
+    """`z` as float32 `[B, t, latent]`, or a ValueError naming the expected shape."""
+    shape = tuple(np.shape(z))
+    if len(shape) != 3 or shape[1:] != (t, latent):
+        raise ValueError(f'z: expected latents [B, t, latent] = [B, {t}, {latent}] (one per '
+                         f'step), got shape {shape}')
+    return jnp.asarray(z, jnp.float32)
 
 
 def model(config) -> BiGRAN:
     """The networks `config.model` describes, with their public functions."""
     m = config.model
+    # DRAW's attention (configs/bigran.py:attention); a config written before these keys has none
+    # of it. With read_steer 'decoder' the encoder runs its own copy of this decoder, interleaved.
+    write_n = m.get('write_n', 0)
     return BiGRAN(
         encoder=Encoder(latent=m.latent, t=m.t, hidden=m.hidden, unroll=m.unroll,
-                        numerics=m.numerics),
+                        numerics=m.numerics, read_n=m.get('read_n', 0),
+                        read_steer=m.get('read_steer', 'own'), decoder_hidden=m.hidden,
+                        decoder_mlp=m.decoder_mlp, decoder_layers=m.decoder_layers,
+                        write_n=write_n),
         decoder=Decoder(hidden=m.hidden, unroll=m.unroll, numerics=m.numerics,
-                        mlp=m.decoder_mlp, mlp_layers=m.decoder_layers),
+                        mlp=m.decoder_mlp, mlp_layers=m.decoder_layers, write_n=write_n),
         discriminator=JointDiscriminator(k=m.k, hidden=m.d_hidden, dropout=m.dropout,
                                          lstm_dropout=m.lstm_dropout, unroll=m.unroll,
                                          numerics=m.numerics, minibatch=m.d_minibatch,
@@ -113,7 +187,6 @@ def model(config) -> BiGRAN:
 
 def make_game(config) -> Game:
     net = model(config)
-    t = config.train
 
     def sample(images, key, n):
         kx, ke, kz = jax.random.split(key, 3)
@@ -123,9 +196,7 @@ def make_game(config) -> Game:
 
     # The losses and their fidelity / regulariser terms: bigran_jax.losses. Keras 1's numerics
     # include its clipped cross-entropy.
-    clip = clips_bce(config.model.numerics)
-    d_loss = functools.partial(bigran_d_loss, net, t, clip=clip)
-    g_loss = functools.partial(bigran_g_loss, net, t, clip=clip)
+    d_loss, g_loss = bigran_losses(net, config.train, clip=clips_bce(config.model.numerics))
 
     return Game(init=net.init, sample=sample, d_loss=d_loss, g_loss=g_loss)
 
@@ -133,7 +204,7 @@ def make_game(config) -> Game:
 def _prior_samples(net: BiGRAN, params, key, n: int) -> np.ndarray:
     """At least `n` (and 100) prior samples `[>= n, t, 784]`, drawn 1,000 at a time from keys
     `fold_in(key, i)`."""
-    sample = jax.jit(lambda k: net.sample(params, k, 1000))
+    sample = jax.jit(lambda k: net.sample(params, 1000, k))
     return np.concatenate([np.asarray(sample(jax.random.fold_in(key, i)))
                            for i in range(-(-max(n, 100) // 1000))])
 
@@ -152,6 +223,61 @@ def snapshot(params, config, key, workdir, step, tb, mnist) -> dict | None:
     return {**out, 'num_samples': n}
 
 
+def save_figures(net: BiGRAN, params: dict, test_x: np.ndarray, sampled: np.ndarray,
+                 key: jax.Array, workdir: str) -> list[str]:
+    """The evaluation's figures, like the paper's 7-9 but labelled, in `workdir`: prior samples,
+    stochastic reconstructions (inputs framed), the canvas after each step, a latent
+    interpolation grid, and GIFs of the canvas being drawn (samples and reconstructions).
+
+    Args:
+      test_x: `[>= 16, 784]` test images in [0, 1]; sampled: `[>= 100, t, 784]` prior samples'
+        canvases.
+    """
+    t = net.t
+    k_many, k_steps, k_gif = jax.random.split(key, 3)
+    out = lambda name: os.path.join(workdir, name)
+    figs = [figures.save_labelled_grid(
+        out('samples.png'), sampled[:100, -1], 10, 10,
+        title=f'BiGRAN: 100 prior samples (final canvas, step {t} of {t})')]
+    many = jax.vmap(lambda k: net.reconstruct(params, test_x[:10], k)[:, -1])(
+        jax.random.split(k_many, 10))  # [10 draws, 10 images, 784]
+    rows = np.concatenate([test_x[:10, None], np.asarray(many).transpose(1, 0, 2)], axis=1)
+    figs.append(figures.save_labelled_grid(
+        out('reconstructions.png'), rows.reshape(-1, IMAGE_SIZE), 10, 11,
+        title='BiGRAN: each input (framed) and 10 stochastic reconstructions',
+        col_labels=['input'] + [f'draw {i}' for i in range(1, 11)], marked_cols=(0,)))
+    canvases = np.asarray(net.reconstruct(params, test_x[:10], k_steps))  # [10, t, 784]
+    steps_rows = np.concatenate([test_x[:10, None], canvases], axis=1)
+    figs.append(figures.save_labelled_grid(
+        out('canvas_steps.png'), steps_rows.reshape(-1, IMAGE_SIZE), 10, t + 1,
+        title='BiGRAN: the canvas after each step',
+        col_labels=['input'] + [f'step {s}' for s in range(1, t + 1)], marked_cols=(0,)))
+    # Between the encoder's means of two test digits, decoded: a smooth path says the latent
+    # space is organised; a jump says the decoder memorised.
+    mu = np.asarray(net.encode(params, test_x[:16], jax.random.key(0))[1])  # [16, t, m]
+    alpha = np.linspace(0.0, 1.0, 8)[None, :, None, None]
+    path = (1 - alpha) * mu[:8, None] + alpha * mu[8:16, None]  # [8 pairs, 8, t, m]
+    decoded = np.asarray(net.decode(params, path.reshape(64, t, -1)))[:, -1].reshape(8, 8, -1)
+    rows = np.concatenate([test_x[:8, None], decoded, test_x[8:16, None]], axis=1)
+    figs.append(figures.save_labelled_grid(
+        out('interpolation.png'), rows.reshape(-1, IMAGE_SIZE), 8, 10,
+        title='BiGRAN: decoded path between the means of two test digits (framed)',
+        col_labels=['from'] + [f'{a:.2f}' for a in np.linspace(0, 1, 8)] + ['to'],
+        marked_cols=(0, 9)))
+    # The canvas being drawn: every frame one step.
+    steps = [f'step {s} of {t}' for s in range(1, t + 1)]
+    figs.append(figures.save_gif(out('samples_drawing.gif'), sampled[:64].transpose(1, 0, 2),
+                                 8, 8, titles=[f'BiGRAN samples, {s}' for s in steps]))
+    draws = np.asarray(jax.vmap(lambda k: net.reconstruct(params, test_x[:8], k))(
+        jax.random.split(k_gif, 5)))  # [5 draws, 8 images, t, 784]
+    frames = np.concatenate([np.broadcast_to(test_x[None, :8, None], (t, 8, 1, IMAGE_SIZE)),
+                             draws.transpose(2, 1, 0, 3)], axis=2)  # [t, 8, 6, 784]
+    figs.append(figures.save_gif(out('reconstructions_drawing.gif'), frames.reshape(t, 48, -1),
+                                 8, 6, marked_cols=(0,),
+                                 titles=[f'BiGRAN: input, 5 reconstructions, {s}' for s in steps]))
+    return figs
+
+
 def evaluate(params, config, mnist, key, workdir) -> tuple[dict, list, str]:
     """Samples, stochastic reconstructions, canvases per step, and their metrics."""
     net = model(config)
@@ -168,19 +294,14 @@ def evaluate(params, config, mnist, key, workdir) -> tuple[dict, list, str]:
         lambda x, kd: net.reconstruct(params, x[None], jax.random.wrap_key_data(kd))[0]))
     canvases = batched(reconstruct, test_x, rec_keys)  # [n, t, 784]
 
-    # Figures like the paper's 7-9.
-    shape = (-1, 28, 28)
-    figs = [figures.save_grid(os.path.join(workdir, 'samples.png'), generated[:100], 10, 10)]
-    many = jax.vmap(lambda k: net.reconstruct(params, test_x[:10], k)[:, -1])(
-        jax.random.split(k_many, 10))  # [10 draws, 10 images, 784]
-    rows = np.concatenate([test_x[:10, None], np.asarray(many).transpose(1, 0, 2)], axis=1)
-    figs.append(figures.save_grid(os.path.join(workdir, 'reconstructions.png'),
-                                  rows.reshape(shape), 10, 11))
-    steps_rows = np.concatenate([test_x[:10, None], canvases[:10]], axis=1)
-    figs.append(figures.save_grid(os.path.join(workdir, 'canvas_steps.png'),
-                                  steps_rows.reshape(shape), 10, t + 1))
+    first = mnist.test_images[:16].reshape(-1, IMAGE_SIZE).astype(np.float32) / 255.0
+    figs = save_figures(net, params, first, sampled, k_many, workdir)
+    if config.model.get('write_n', 0):  # each step's canvas with the window it wrote through
+        figs += attention_figures.save_model_attention(net, params, jax.random.fold_in(k_many, 1),
+                                                       workdir, 'BiGRAN')
 
     generated = generated[:n]
+    shape = (-1, 28, 28)
     np.savez_compressed(
         os.path.join(workdir, 'samples.npz'), generated=generated.reshape(shape),
         test_images=test_x.reshape(shape), test_labels=test_y,

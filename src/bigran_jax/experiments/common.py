@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 
-import jax
 import numpy as np
 
 from bigran_jax import classifier as classifier_lib
@@ -12,16 +11,16 @@ from bigran_jax import figures, metrics
 
 
 def judge(config, mnist) -> classifier_lib.Classifier:
-    """The MNIST classifier at `config.eval.classifier` (the cache when ''), trained if missing."""
-    path = config.eval.classifier or classifier_lib.default_path()
-    return classifier_lib.load_or_train(path, mnist, jax.random.key(0))
+    """The judge `config.eval.classifier` names: '' the shipped MNIST judge, 'train' one trained
+    on the run's data (cached per data), else a file (`classifier.resolve`)."""
+    return classifier_lib.resolve(config.eval.classifier, mnist)
 
 
 def sample_metrics(clf: classifier_lib.Classifier, mnist, generated) -> dict:
     """Modes, class histogram, KL to uniform, confidence and Frechet distance to the test split,
-    plus the judge's own test accuracy so a reader can tell how far to trust it."""
+    plus which judge measured them (its hash) and its test accuracy."""
     out = metrics.generated_metrics(clf, generated, mnist.test_images)
-    return {**out, 'classifier_test_accuracy': clf.test_accuracy}
+    return {**out, 'classifier': clf.hash, 'classifier_test_accuracy': clf.test_accuracy}
 
 
 def save_snapshot(images, workdir: str, step: int, tb) -> str:

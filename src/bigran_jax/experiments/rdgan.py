@@ -1,4 +1,4 @@
-"""Recurrent-discrimination GAN on MNIST (paper section 3.2, reference notes section 2).
+"""Recurrent-discrimination GAN on MNIST (paper section 3.2, docs/reference_notes.md section 2).
 
 An MLP generator against a bidirectional LSTM that reads the k samples of a group in a row and
 scores every position; with k = 1 it is an ordinary GAN. Larger k should cover more digit classes.

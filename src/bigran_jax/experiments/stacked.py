@@ -102,7 +102,8 @@ def evaluate(params, config, mnist, key, workdir) -> tuple[dict, list, str]:
                         generated=np.round(images[:1000] * 255).astype(np.uint8))
     results = metrics.stacked_mode_metrics(digits)
     results.update(mean_confidence=metrics.mean_confidence(probs),
-                   classifier_test_accuracy=clf.test_accuracy, strategy=config.model.strategy,
+                   classifier=clf.hash, classifier_test_accuracy=clf.test_accuracy,
+                   strategy=config.model.strategy,
                    k=config.model.k)
     shown = images if len(images) >= 100 else generate(params, config, key, 100)
     grid = figures.save_grid(os.path.join(workdir, 'samples.png'), shown[:100], 10, 10)

@@ -1,0 +1,155 @@
+"""DRAW (experiments/draw.py): its loss against NumPy, the tie between the decoder inside the scan
+and the decoder alone, learning on a tiny fixed problem, and the training loop end to end."""
+
+import json
+
+import draw as draw_config  # noqa: E402
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from PIL import Image
+
+from bigran_jax import data, optim, samplers, steps, train
+from bigran_jax.config import ConfigError, validate
+from bigran_jax.experiments import draw
+
+KEY = jax.random.key(0)
+
+
+def tiny(mnist_dir='', judge_path='', **model):
+    """configs/draw.py:tiny with 20 samples judged, a snapshot at 2, `model` overrides."""
+    c = draw_config.get_config('tiny')
+    c.eval.num_samples, c.eval.snapshot_steps = 20, (2,)
+    if mnist_dir:
+        c.data.source, c.data.dir, c.eval.classifier = 'idx', mnist_dir, judge_path
+    for key, value in model.items():
+        c.model[key] = value
+    return c
+
+
+def test_kl_is_the_papers_eq_11():
+    rng = np.random.default_rng(0)
+    b, t, z = 3, 5, 4
+    mu = rng.normal(size=(b, t, z)).astype(np.float32)
+    logvar = rng.normal(size=(b, t, z)).astype(np.float32)
+    _, kl = draw.nll_and_kl(jnp.zeros((b, 784)), jnp.zeros((b, 784)), mu, logvar)
+    sigma2 = np.exp(logvar.astype(np.float64))
+    expected = 0.5 * (mu.astype(np.float64) ** 2 + sigma2 - logvar).sum((1, 2)) - t * z / 2
+    np.testing.assert_allclose(kl, expected, rtol=1e-5)
+    # the prior itself costs nothing
+    _, zero = draw.nll_and_kl(jnp.zeros((1, 784)), jnp.zeros((1, 784)), jnp.zeros((1, t, z)),
+                              jnp.zeros((1, t, z)))
+    assert float(zero[0]) == 0.0
+
+
+def test_nll_is_the_bernoulli_log_likelihood_of_the_final_canvas():
+    rng = np.random.default_rng(1)
+    logits = rng.normal(scale=3.0, size=(2, 784)).astype(np.float32)
+    x = (rng.random((2, 784)) < 0.3).astype(np.float32)
+    nll, _ = draw.nll_and_kl(logits, x, jnp.zeros((2, 1, 1)), jnp.zeros((2, 1, 1)))
+    p = 1 / (1 + np.exp(-logits.astype(np.float64)))
+    expected = -(x * np.log(p) + (1 - x) * np.log(1 - p)).sum(-1)
+    np.testing.assert_allclose(nll, expected, rtol=1e-5)
+    # a blank canvas (sigmoid 0.5) costs 784 log 2; saturated logits stay finite
+    blank, _ = draw.nll_and_kl(jnp.zeros((1, 784)), x[:1], jnp.zeros((1, 1, 1)),
+                               jnp.zeros((1, 1, 1)))
+    np.testing.assert_allclose(blank, [784 * np.log(2)], rtol=1e-6)
+    wrong, _ = draw.nll_and_kl(jnp.full((1, 784), 100.0), jnp.zeros((1, 784)),
+                               jnp.zeros((1, 1, 1)), jnp.zeros((1, 1, 1)))
+    assert np.isfinite(wrong).all() and float(wrong[0]) == pytest.approx(78400, rel=1e-6)
+
+
+@pytest.mark.parametrize('attention', [False, True])
+def test_samples_and_reconstructions_come_from_one_decoder(attention):
+    """The canvas drawn inside the interleaved scan is the decoder's on the same latents: the
+    generative model and the inference pass share the decoder's weights."""
+    c = tiny(**(dict(read_n=2, write_n=3) if attention else {}))
+    net = draw.model(c)
+    params = net.init(KEY)
+    assert params['d'] == {} and 'decoder' not in params['g']['encoder']['draw']
+    x = np.asarray(jax.random.bernoulli(jax.random.key(1), 0.3, (4, 784)), np.float32)
+    z = net.encode(params, x, jax.random.key(2))[0]
+    np.testing.assert_allclose(net.reconstruct(params, x, jax.random.key(2)),
+                               net.decode(params, z), atol=1e-5)
+    nll, kl = net.bound(params, x, jax.random.key(2))
+    out = net.infer(params['g'], x, jax.random.normal(jax.random.key(2), (4, c.model.t,
+                                                                          c.model.latent)))
+    np.testing.assert_allclose((nll, kl), draw.nll_and_kl(out['logits'][:, -1], x, out['mu'],
+                                                          out['logvar']), rtol=1e-5)
+    assert net.sample(params, 3, KEY).shape == (3, c.model.t, 784)
+    with pytest.raises(ValueError, match=r'z: expected latents \[B, t, latent\]'):
+        net.decode(params, np.zeros((2, 784)))
+    with pytest.raises(TypeError, match='key: expected a PRNG key'):
+        net.encode(params, x, 0)
+
+
+def test_bound_falls_on_sixteen_fixed_digits():
+    """50 updates on 16 real digits (binarised afresh each batch) lower the bound of their
+    fixed binarisation, every loss finite on the way."""
+    c = draw_config.get_config('tiny')
+    c.model.read_n, c.model.write_n, c.model.hidden = 2, 3, 16
+    c.train.g_lr = 1e-2
+    images = data.load_mnist('embedded').train_images[:16]
+    game, tx = draw.make_game(c), optim.make_optimizers(c.train)
+    state = steps.init_state(game, tx, KEY)
+    net = draw.model(c)
+    fixed = np.asarray(draw.binarize(jax.random.key(9), images.reshape(16, 784) / 255.0))
+    bound = lambda p: float(np.mean(draw.evaluate_bound(net, p, fixed, KEY)['test_bound']))
+    before = bound(state.params)
+    run = jax.jit(lambda s: steps.train_iterations(
+        s, samplers.to_device_dataset(images), KEY, num=50, game=game, tx=tx, batch_size=16,
+        d_updates=0, g_updates=1))
+    state, metrics = run(state)
+    losses = np.asarray(metrics['g_loss'])
+    assert losses.shape == (50,) and np.isfinite(losses).all()
+    assert np.isfinite(np.asarray(metrics['nll'])).all()
+    after = bound(state.params)
+    assert np.isfinite(after) and after < 0.8 * before, (before, after)
+    assert losses[-10:].mean() < losses[:10].mean()
+
+
+@pytest.mark.parametrize('attention', [False, True])
+def test_end_to_end_writes_the_bound_and_the_judges_metrics(tmp_path, mnist_dir, judge_path,
+                                                            attention):
+    c = tiny(mnist_dir, judge_path, **(dict(read_n=2, write_n=3) if attention else {}))
+    results = train.train_and_evaluate(c, str(tmp_path))
+    saved = json.load(open(tmp_path / 'results.json'))
+    for name in ('test_bound', 'test_nll', 'test_kl', 'modes_covered', 'kl_to_uniform',
+                 'mean_confidence', 'frechet_distance', 'class_agreement',
+                 'class_agreement_mu'):
+        assert np.isfinite(saved[name]), name
+    assert saved['test_bound'] == pytest.approx(saved['test_nll'] + saved['test_kl'])
+    assert sum(saved['test_kl_per_step']) == pytest.approx(saved['test_kl'], rel=1e-4)
+    assert saved['test_bound_images'] == 32  # the whole (tiny) test split
+    assert len(results['sample_step_frechet']) == c.model.t
+    rows = [json.loads(line) for line in open(tmp_path / 'metrics.jsonl')]
+    logged = [r for r in rows if 'g_loss' in r]
+    assert logged and all(np.isfinite(r['g_loss']) and 'd_loss' not in r for r in logged)
+    for fig in ('samples.png', 'reconstructions.png', 'canvas_steps.png', 'samples_0000002.png'):
+        assert (tmp_path / fig).exists()
+    assert Image.open(tmp_path / 'samples_drawing.gif').n_frames == c.model.t
+    attention_figs = ('attention_samples.png', 'attention_samples.gif',
+                      'attention_reconstructions.png')
+    assert all((tmp_path / f).exists() == attention for f in attention_figs)
+    out = np.load(tmp_path / 'samples.npz')
+    assert out['generated'].shape == out['reconstructions'].shape == (20, 28, 28)
+    assert set(np.unique(out['test_images'])) <= {0.0, 1.0}  # the fixed binarisation
+
+
+@pytest.mark.parametrize('key, value, message', [
+    ('train.d_updates', 1, 'train.d_updates=1: must be 0 for the draw experiment'),
+    ('train.g_updates', 0, 'train.g_updates=0: must be >= 1'),
+    ('model.read_n', -1, 'model.read_n=-1: must be an int >= 0'),
+    ('model.write_n', -2, 'model.write_n=-2: must be an int >= 0'),
+    ('model.t', 0, 'model.t=0: must be an int >= 1'),
+])
+def test_bad_values_are_one_line_config_errors(key, value, message):
+    c = draw_config.get_config('tiny')
+    section, leaf = key.split('.')
+    c[section][leaf] = value
+    with pytest.raises(ConfigError, match=message) as error:
+        validate(c)
+    assert '\n' not in str(error.value)
+    for variant in draw_config.VARIANTS:
+        validate(draw_config.get_config(variant))
