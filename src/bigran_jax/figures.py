@@ -100,6 +100,16 @@ def save_labelled_grid(path: str, images, rows: int, cols: int, **labels) -> str
     return path
 
 
+def save_reconstructions(path: str, inputs, draws, *, title: str) -> str:
+    """Each of `inputs` `[n, 784]` (framed, one per row) beside its reconstructions, `draws`
+    `[d, n, 784]` (one column per draw), all in [0, 1], as a labelled PNG."""
+    inputs, draws = np.asarray(inputs), np.asarray(draws)
+    rows = np.concatenate([inputs[:, None], draws.transpose(1, 0, 2)], axis=1)
+    labels = ['input'] + [f'draw {i}' for i in range(1, len(draws) + 1)]
+    return save_labelled_grid(path, rows.reshape(-1, rows.shape[-1]), *rows.shape[:2],
+                              title=title, marked_cols=(0,), col_labels=labels)
+
+
 def save_gif(path: str, frames, rows: int, cols: int, *, titles, marked_cols=(),
              seconds: float = 0.7) -> str:
     """An animated GIF, one grid per frame: `frames` `[F, rows * cols, 28, 28]` in [0, 1] (e.g.

@@ -241,11 +241,9 @@ def save_figures(net: BiGRAN, params: dict, test_x: np.ndarray, sampled: np.ndar
         title=f'BiGRAN: 100 prior samples (final canvas, step {t} of {t})')]
     many = jax.vmap(lambda k: net.reconstruct(params, test_x[:10], k)[:, -1])(
         jax.random.split(k_many, 10))  # [10 draws, 10 images, 784]
-    rows = np.concatenate([test_x[:10, None], np.asarray(many).transpose(1, 0, 2)], axis=1)
-    figs.append(figures.save_labelled_grid(
-        out('reconstructions.png'), rows.reshape(-1, IMAGE_SIZE), 10, 11,
-        title='BiGRAN: each input (framed) and 10 stochastic reconstructions',
-        col_labels=['input'] + [f'draw {i}' for i in range(1, 11)], marked_cols=(0,)))
+    figs.append(figures.save_reconstructions(
+        out('reconstructions.png'), test_x[:10], many,
+        title='BiGRAN: each input (framed) and 10 stochastic reconstructions'))
     canvases = np.asarray(net.reconstruct(params, test_x[:10], k_steps))  # [10, t, 784]
     steps_rows = np.concatenate([test_x[:10, None], canvases], axis=1)
     figs.append(figures.save_labelled_grid(
