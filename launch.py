@@ -76,6 +76,7 @@ def check_config_args(argv) -> None:
     not define, or an override naming no config key (with the nearest names): before absl parses
     anything, since ml-collections reports these as tracebacks or bare KeyErrors."""
     specs = [a.split('=', 1)[1] for a in argv[1:] if a.startswith('--config=')]
+    specs += [v for a, v in zip(argv[1:], argv[2:], strict=False) if a == '--config']
     if not specs:
         return
     path, _, variant = specs[-1].partition(':')
