@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 
 import numpy as np
 
 from bigran_jax.util import atomic_write
 
 
-def image_grid(images, rows: int, cols: int, pad: int = 2) -> np.ndarray:
+def image_grid(images: np.ndarray, rows: int, cols: int, pad: int = 2) -> np.ndarray:
     """Tiles `rows * cols` images `[N, 28, 28]` (or `[N, 784]`; or colour `[N, 28, 28, 3]`) in
     [0, 1] into one uint8 image, white digits on black as MNIST, with `pad` pixels of grey between
     tiles."""
@@ -37,7 +38,7 @@ def save_png(path: str, array: np.ndarray, scale: int = 2) -> str:
     return path
 
 
-def save_grid(path: str, images, rows: int, cols: int) -> str:
+def save_grid(path: str, images: np.ndarray, rows: int, cols: int) -> str:
     return save_png(path, image_grid(images, rows, cols))
 
 
@@ -65,8 +66,9 @@ def _colour_grid(images, rows: int, cols: int, pad: int, marked_cols=()) -> np.n
     return rgb
 
 
-def labelled_grid(images, rows: int, cols: int, *, title: str, col_labels=(), row_labels=(),
-                  marked_cols=(), pad: int = 2):
+def labelled_grid(images: np.ndarray, rows: int, cols: int, *, title: str,
+                  col_labels: Sequence[str] = (), row_labels: Sequence[str] = (),
+                  marked_cols: Sequence[int] = (), pad: int = 2):
     """A matplotlib figure of `rows x cols` images `[N, 28, 28]` (or `[N, 784]`) in [0, 1]: a
     title, a label over each column and beside each row (either may be empty), the columns in
     `marked_cols` framed (e.g. the inputs of a reconstruction figure)."""
@@ -91,7 +93,7 @@ def labelled_grid(images, rows: int, cols: int, *, title: str, col_labels=(), ro
     return fig
 
 
-def save_labelled_grid(path: str, images, rows: int, cols: int, **labels) -> str:
+def save_labelled_grid(path: str, images: np.ndarray, rows: int, cols: int, **labels) -> str:
     """`labelled_grid` written as PNG."""
     fig = labelled_grid(images, rows, cols, **labels)
     with atomic_write(path, 'wb') as f:
@@ -100,7 +102,8 @@ def save_labelled_grid(path: str, images, rows: int, cols: int, **labels) -> str
     return path
 
 
-def save_reconstructions(path: str, inputs, draws, *, title: str) -> str:
+def save_reconstructions(path: str, inputs: np.ndarray, draws: np.ndarray, *,
+                         title: str) -> str:
     """Each of `inputs` `[n, 784]` (framed, one per row) beside its reconstructions, `draws`
     `[d, n, 784]` (one column per draw), all in [0, 1], as a labelled PNG."""
     inputs, draws = np.asarray(inputs), np.asarray(draws)
@@ -110,7 +113,8 @@ def save_reconstructions(path: str, inputs, draws, *, title: str) -> str:
                               title=title, marked_cols=(0,), col_labels=labels)
 
 
-def save_gif(path: str, frames, rows: int, cols: int, *, titles, marked_cols=(),
+def save_gif(path: str, frames: np.ndarray, rows: int, cols: int, *, titles: Sequence[str],
+             marked_cols: Sequence[int] = (),
              seconds: float = 0.7) -> str:
     """An animated GIF, one grid per frame: `frames` `[F, rows * cols, 28, 28]` in [0, 1] (e.g.
     the canvases after each step), each frame captioned with `titles[f]`; the last frame held

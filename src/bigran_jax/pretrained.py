@@ -27,6 +27,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from bigran_jax.data import MNIST
 from bigran_jax.experiments import bigran
 from bigran_jax.util import atomic_write
 
@@ -75,7 +76,7 @@ def load(directory: str = PACKAGE_DIR) -> tuple[bigran.BiGRAN, dict]:
     return net, {'g': jax.tree.map(lambda w: jnp.asarray(w, jnp.float32), g)}
 
 
-def evaluate(mnist, workdir: str, directory: str = PACKAGE_DIR, *, seed: int = 0,
+def evaluate(mnist: MNIST, workdir: str, directory: str = PACKAGE_DIR, *, seed: int = 0,
              num_samples: int = 10_000, classifier: str = '') -> dict:
     """Runs BiGRAN's evaluation (`experiments.bigran.evaluate`: the judge's metrics and the
     labelled figures and GIFs) on an exported model, writing `results.json` (with provenance),
