@@ -11,15 +11,15 @@ Variants (`configs/bigran.py:NAME`); every one keeps the paper's sizes (m = 25, 
   `0.1 * ||x - G(E(x))||^2` and `0.01 * KL(q(z | x) || N(0, I))`; two 512-unit ReLU layers
   before each decoder step's output; each step's adversarial term weighted s / t, so the late
   canvases count more; no dropout in the discriminator's image MLP (the paper: 0.5); 40,000
-  iterations (see README, *BiGRAN*, for the ablation).
+  iterations (see docs/bigran.md for the ablation).
 - 'bigan': the paper's model (its decoder, its dropout) and adversarial objective alone, under
   the same schedule, 10,000 iterations.
 - 'adversarial': 'bigan' with R1 on the real image (`train.r1 = 1`, `train.r1_on = 'image'`) and
   a moving average of E and G for evaluation (`train.g_ema = 0.999`), 80,000 iterations: the
-  objective is still the paper's alone (README, BiGRAN finding 9).
+  objective is still the paper's alone (docs/bigran.md, finding 9).
 - 'reference': the paper's schedule (D Adam 3e-4 and E+G 1e-4, b1 0.9, Keras decay, 4 D updates
   per E+G update) and objective. Its discriminator wins within a few hundred iterations and the
-  decoder collapses (README).
+  decoder collapses (docs/bigran.md, finding 1).
 - 'keras1': 'reference' with the numerics the paper's code inherited from Keras 1
   (`model.numerics = 'keras1'`: glorot / orthogonal kernels per gate, hard_sigmoid gates, one
   dropout mask per gate, clipped cross-entropy).
@@ -50,7 +50,7 @@ def get_config(variant: str = 'default'):
     c.model.d_hidden = 128  # units of every discriminator layer (reference: 128)
     c.model.k = 4  # pairs per group read by the discriminator's sample LSTM (reference)
     # Dropout after each tanh layer of D's image MLP (reference: 0.5). Without it the samples are
-    # sharper at the same budget and training runs faster (README, *BiGRAN*, finding 6).
+    # sharper at the same budget and training runs faster (docs/bigran.md, finding 6).
     c.model.dropout = 0.0
     c.model.lstm_dropout = 0.5  # on D's LSTM inputs and recurrent state (reference code)
     # A ReLU layer of this many units between the decoder's LSTM and each step's linear map to
@@ -96,7 +96,7 @@ def get_config(variant: str = 'default'):
     c.train.step_power = 1.0
     c.train.r1 = 0.0  # R1 (Mescheder et al. 2018): gamma / 2 * ||grad D(x, E(x))||^2 in D's loss
     # What R1's gradient is taken with respect to: the real 'pair' (the image and its latents) or
-    # the 'image' alone (D then stays free to tell latents apart; see README, BiGRAN finding 8).
+    # the 'image' alone (D then stays free to tell latents apart; see docs/bigran.md, finding 8).
     c.train.r1_on = 'pair'
     c.train.iterations_per_call = 50
     c.train.log_every = 500

@@ -26,7 +26,8 @@ way):
   paper's own k = 4 figure: 9 classes, KL 0.47), but k = 1 reaches the same KL, so the paper's
   k effect does not show; nor with k = 2 or 8, at 3x the iterations, or with a moving average
   of the generator (`train.g_ema`): k >= 4 gives the best single run and the worst collapses
-  (README, *RD-GAN*, has the measurements).
+  (docs/rdgan.md has the measurements). Under the paper's own schedule the effect does show
+  (':keras1_seeds', preliminary: k = 1 collapsed in 5 of 5 seeds, k = 4 in 2 of 4).
 - 'reference': the paper's schedule (4 D updates per G update; Adam 3e-4 / 1e-4, b1 0.9, Keras
   decay 1e-4 / 4e-4; L1 1e-5 / 1e-6 on the weights).
 - 'keras1': 'reference' with the numerics the paper's code inherited from Keras 1
@@ -46,7 +47,7 @@ way):
   4 images concatenated into one input), recurrent k = 4 forward, recurrent k = 4 bidirectional
   (an LSTM of 256 units each way over the base network's features), and recurrent k = 1 (k alone
   varied). Every row sees 64 images per update, 3 seeds each, one after another. Measured
-  (README, *RD-GAN*, *Other ways to show the discriminator several samples*): minibatch
+  (docs/rdgan.md, *Other ways to show the discriminator several samples*): minibatch
   discrimination is far ahead (10 classes in every seed, Frechet distance about 70 against about
   200 for packing and recurrent k = 4); the recurrent head does better at k = 1 (KL 0.14, FD 103)
   than at k = 4 (KL 0.29, FD 192) in every seed.

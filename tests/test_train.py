@@ -300,7 +300,7 @@ def test_rdgan_strategy_keys_are_checked():
 
 
 def test_one_gradient_step_is_three_calls_below_train_and_evaluate(tmp_path, monkeypatch):
-    """The path the README's layout lists: launch.main -> train_and_evaluate ->
+    """The path docs/developing.md lists: launch.main -> train_and_evaluate ->
     steps.train_iterations -> train_iteration -> player_update, nothing between."""
     src = os.path.dirname(train.__file__)
     stacks = []

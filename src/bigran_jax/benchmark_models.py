@@ -1,5 +1,5 @@
-"""The mode-collapse benchmarks' networks (PacGAN, VEEGAN, the unrolled GAN; README,
-*Mode-collapse benchmarks*): the discriminator wrapper `StrategyDiscriminator` (plain, packing,
+"""The mode-collapse benchmarks' networks (PacGAN, VEEGAN, the unrolled GAN;
+docs/mode_collapse.md): the discriminator wrapper `StrategyDiscriminator` (plain, packing,
 recurrent or minibatch discrimination around any base network) with its layers, the 2-D
 mixtures' generators and base networks, and PacGAN's DCGAN for stacked MNIST. The paper's own
 networks are in `bigran_jax.models`.
