@@ -27,7 +27,7 @@ way):
   k effect does not show; nor with k = 2 or 8, at 3x the iterations, or with a moving average
   of the generator (`train.g_ema`): k >= 4 gives the best single run and the worst collapses
   (docs/rdgan.md has the measurements). Under the paper's own schedule the effect does show
-  (':keras1_seeds', preliminary: k = 1 collapsed in 5 of 5 seeds, k = 4 in 2 of 4).
+  (':keras1_seeds', preliminary: k = 1 collapsed in 5 of 5 seeds, k = 4 in 2 of 5).
 - 'reference': the paper's schedule (4 D updates per G update; Adam 3e-4 / 1e-4, b1 0.9, Keras
   decay 1e-4 / 4e-4; L1 1e-5 / 1e-6 on the weights).
 - 'keras1': 'reference' with the numerics the paper's code inherited from Keras 1
