@@ -25,6 +25,8 @@ import pytest  # noqa: E402
 
 from bigran_jax import classifier, data  # noqa: E402
 
+MOCK_EXAMPLES = 6  # records per split of `mock_tfds`
+
 
 def tiny_mnist_dir(path, n_train=64, n_test=32):
     """A folder of the four IDX files holding random digits-like images."""
@@ -50,3 +52,27 @@ def judge_path(tmp_path_factory, mnist_dir):
     classifier.save(path, classifier.train_classifier(mnist, jax.random.key(0), epochs=1,
                                                       batch_size=32))
     return path
+
+
+@pytest.fixture
+def mock_tfds(monkeypatch):
+    """TFDS's mock data (`MOCK_EXAMPLES` random records per split, the value this fixture gives),
+    made visible to the loader by two patches of the test's own.
+
+    - The loader reads only datasets it finds prepared on disk (`_find_prepared_tfds`); mock data
+      has no files, so here it "finds" the version of TFDS's own builder of that name.
+    - TFDS 4.9.10's mock sets the data source's `__getitems__` to a partial that is never bound to
+      the data source, so the loader's batched reads fail with "_getitems() missing 1 required
+      positional argument: 'record_keys'" (`ds[i]` works); here it returns the same mock records.
+    """
+    tfds = pytest.importorskip('tensorflow_datasets')
+    from tensorflow_datasets.testing import mocking
+
+    monkeypatch.setattr(data, '_find_prepared_tfds',
+                        lambda root, name: (str(tfds.builder_cls(name).VERSION), ''))
+    # `args[-1]` is the keys, whether or not a later TFDS passes the data source first.
+    monkeypatch.setattr(mocking, '_getitems',
+                        lambda *args, generator, serialized=False: [generator[k]
+                                                                    for k in args[-1]])
+    with tfds.testing.mock_data(num_examples=MOCK_EXAMPLES):
+        yield MOCK_EXAMPLES

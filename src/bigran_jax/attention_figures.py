@@ -21,7 +21,7 @@ from bigran_jax.util import atomic_write
 
 WRITE_COLOUR = (0.95, 0.2, 0.15)  # the write window's box
 READ_COLOUR = (0.2, 0.85, 0.3)  # the read window's box
-SIDE = 28
+MNIST_SHAPE = (28, 28, 1)
 
 
 def shown_steps(t: int, max_steps: int) -> list[int]:
@@ -48,19 +48,21 @@ def _pyplot():
 
 def save_attention_canvas(path: str, canvases, windows, *, n: int, title: str,
                           read_windows=None, read_n: int = 0, inputs=None,
-                          max_steps: int = 16) -> str:
+                          max_steps: int = 16, image_shape=MNIST_SHAPE) -> str:
     """A grid of each sample's canvas after each step, with the write window's box drawn on it.
 
     Args:
       path: the PNG to write.
-      canvases: `[S, t, 784]` (or `[S, t, 28, 28]`) canvases in [0, 1], the image after each step.
+      canvases: `[S, t, H * W * C]` (or `[S, t, H, W, C]`) canvases in [0, 1], the image after
+        each step.
       windows: the write windows, fields `[S, t]`.
       n: N of the written N x N patch.
       title: the figure's title.
       read_windows, read_n: optionally the windows each step read through (fields `[S, t]`) and
         their N, drawn in a second colour on the same step's canvas.
-      inputs: optionally `[S, 784]` images shown (framed) in a first column.
+      inputs: optionally `[S, ...]` images shown (framed) in a first column.
       max_steps: at most this many steps are shown, evenly spaced, always the last.
+      image_shape: (H, W, C) of the images (MNIST's by default; C 1 grey, 3 colour).
 
     Returns:
       `path`.
@@ -70,21 +72,22 @@ def save_attention_canvas(path: str, canvases, windows, *, n: int, title: str,
 
     canvases = np.asarray(canvases, np.float32)
     samples, t = canvases.shape[:2]
-    canvases = canvases.reshape(samples, t, SIDE, SIDE)
+    height, width, _ = image_shape
+    show = lambda image: _displayable(image, image_shape)
+    canvases = canvases.reshape(samples, t, -1)
     steps = shown_steps(t, max_steps)
     write = _boxes(windows, n)
     read = _boxes(read_windows, read_n) if read_windows is not None else None
     extra = 1 if inputs is not None else 0
     cols = len(steps) + extra
     cell, head = 0.9, 0.75  # inches per image; inches for the title and the step labels
-    height = samples * cell + head
-    fig, axes = plt.subplots(samples, cols, figsize=(cols * cell, height), dpi=110,
+    fig_height = samples * cell + head
+    fig, axes = plt.subplots(samples, cols, figsize=(cols * cell, fig_height), dpi=110,
                              squeeze=False)
     for r in range(samples):
         if inputs is not None:
             ax = axes[r, 0]
-            ax.imshow(np.asarray(inputs[r], np.float32).reshape(SIDE, SIDE), cmap='gray',
-                      vmin=0, vmax=1, interpolation='nearest')
+            ax.imshow(show(inputs[r]), cmap='gray', vmin=0, vmax=1, interpolation='nearest')
             for spine in ax.spines.values():
                 spine.set_edgecolor(figures.MARK_COLOUR)
                 spine.set_linewidth(2)
@@ -94,40 +97,47 @@ def save_attention_canvas(path: str, canvases, windows, *, n: int, title: str,
                 ax.set_title('input', fontsize=7, color=figures.MARK_COLOUR)
         for c, s in enumerate(steps):
             ax = axes[r, c + extra]
-            ax.imshow(canvases[r, s], cmap='gray', vmin=0, vmax=1, interpolation='nearest')
+            ax.imshow(show(canvases[r, s]), cmap='gray', vmin=0, vmax=1, interpolation='nearest')
             boxes = [(write[r, s], WRITE_COLOUR)]
             if read is not None:
                 boxes.append((read[r, s], READ_COLOUR))
             for box, colour in boxes:
                 # imshow's pixel centres are the 0-based indices: 1-based minus 1; the box is
                 # clipped to the image, so one covering it all frames the image.
-                x0, y0, x1, y1 = np.clip(np.asarray(box) - 1, -0.5, SIDE - 0.5)
+                x0, y0, x1, y1 = np.clip(np.asarray(box) - 1, -0.5,
+                                         [width - 0.5, height - 0.5] * 2)
                 if x1 > x0 and y1 > y0:
                     ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False,
                                            edgecolor=colour, linewidth=1.2))
-            ax.set_xlim(-0.5, SIDE - 0.5)
-            ax.set_ylim(SIDE - 0.5, -0.5)
+            ax.set_xlim(-0.5, width - 0.5)
+            ax.set_ylim(height - 0.5, -0.5)
             ax.set_axis_off()
             if r == 0:
                 ax.set_title(f'step {s + 1}', fontsize=7)
     legend = 'red: write window' + ('; green: read window' if read is not None else '')
-    fig.suptitle(f'{title}\n({legend})', fontsize=8, y=1 - 0.05 / height, va='top')
+    fig.suptitle(f'{title}\n({legend})', fontsize=8, y=1 - 0.05 / fig_height, va='top')
     # Square cells: the axes' grid spans cols x samples cells of equal size, the head above.
-    fig.subplots_adjust(left=0.02 / cols, right=1 - 0.02 / cols, bottom=0.02 / height,
-                        top=1 - head / height, wspace=0.08, hspace=0.08)
+    fig.subplots_adjust(left=0.02 / cols, right=1 - 0.02 / cols, bottom=0.02 / fig_height,
+                        top=1 - head / fig_height, wspace=0.08, hspace=0.08)
     with atomic_write(path, 'wb') as f:
         fig.savefig(f, format='png')
     plt.close(fig)
     return path
 
 
-def _draw_box(draw, box, origin, scale: int, colour) -> None:
-    """Draws a 1-based pixel box on the cell at `origin` (the cell's top-left pixel in the grid),
-    clipped to the cell; nothing when it lies wholly off the cell."""
+def _displayable(image, image_shape) -> np.ndarray:
+    """One image (flat or not) as imshow takes it: `[H, W]` grey, or `[H, W, 3]` colour."""
+    image = np.asarray(image, np.float32).reshape(image_shape)
+    return image[..., :3] if image_shape[2] in (3, 4) else image[..., 0]
+
+
+def _draw_box(draw, box, origin, scale: int, colour, size=(28, 28)) -> None:
+    """Draws a 1-based pixel box on the cell at `origin` (the cell's top-left pixel in the grid)
+    of `size` (width, height) pixels, clipped to the cell; nothing when it lies wholly off it."""
     x0, y0, x1, y1 = box
     # Pixel a (1-based) covers [a - 1, a] from the cell's edge: a box edge at a - 0.5 is a - 0.5.
-    lo = np.clip(np.array([x0, y0]) - 0.5, 0, SIDE)
-    hi = np.clip(np.array([x1, y1]) - 0.5, 0, SIDE)
+    lo = np.clip(np.array([x0, y0]) - 0.5, 0, size)
+    hi = np.clip(np.array([x1, y1]) - 0.5, 0, size)
     if np.any(hi - lo <= 0):
         return
     ox, oy = origin
@@ -138,17 +148,18 @@ def _draw_box(draw, box, origin, scale: int, colour) -> None:
 
 def save_attention_gif(path: str, canvases, windows, *, n: int, rows: int, cols: int,
                        title: str, read_windows=None, read_n: int = 0, scale: int = 4,
-                       seconds: float = 0.25) -> str:
+                       seconds: float = 0.25, image_shape=MNIST_SHAPE) -> str:
     """An animated GIF, one frame per step: a `rows x cols` grid of the samples' canvases after
     that step, each with the box of the window it wrote through (and read through, with
     `read_windows`); the last frame held four times as long.
 
     Args:
-      canvases: `[S >= rows * cols, t, 784]` canvases in [0, 1].
+      canvases: `[S >= rows * cols, t, H * W * C]` canvases in [0, 1].
       windows, n, read_windows, read_n: as `save_attention_canvas`.
       title: each frame's caption starts with it, then 'step s of t'.
       scale: each image pixel becomes `scale x scale` pixels (boxes need the room).
       seconds: each frame's duration.
+      image_shape: (H, W, C) of the images.
     """
     from PIL import Image, ImageDraw
 
@@ -156,7 +167,8 @@ def save_attention_gif(path: str, canvases, windows, *, n: int, rows: int, cols:
     count, t = rows * cols, canvases.shape[1]
     if canvases.shape[0] < count:
         raise ValueError(f'save_attention_gif needs {count} samples, got {canvases.shape[0]}')
-    canvases = canvases[:count].reshape(count, t, SIDE * SIDE)
+    height, width, _ = image_shape
+    canvases = canvases[:count].reshape(count, t, *image_shape)
     write = _boxes(windows, n)
     read = _boxes(read_windows, read_n) if read_windows is not None else None
     pad = 2
@@ -168,10 +180,10 @@ def save_attention_gif(path: str, canvases, windows, *, n: int, rows: int, cols:
         draw = ImageDraw.Draw(picture)
         for i in range(count):
             r, c = divmod(i, cols)
-            origin = (pad + c * (SIDE + pad), pad + r * (SIDE + pad))
-            _draw_box(draw, write[i, s], origin, scale, WRITE_COLOUR)
+            origin = (pad + c * (width + pad), pad + r * (height + pad))
+            _draw_box(draw, write[i, s], origin, scale, WRITE_COLOUR, (width, height))
             if read is not None:
-                _draw_box(draw, read[i, s], origin, scale, READ_COLOUR)
+                _draw_box(draw, read[i, s], origin, scale, READ_COLOUR, (width, height))
         framed = Image.new('RGB', (picture.width, picture.height + 18), 'white')
         framed.paste(picture, (0, 18))
         ImageDraw.Draw(framed).text((4, 3), f'{title}, step {s + 1} of {t}', fill='black')
@@ -184,8 +196,8 @@ def save_attention_gif(path: str, canvases, windows, *, n: int, rows: int, cols:
 
 
 def decoder_windows(decoder, decoder_params: dict, z) -> tuple[np.ndarray, object]:
-    """`(canvases [S, t, 784], write windows of [S, t])` of a `models.Decoder` with `write_n` > 0
-    on latents `z` `[S, t, latent]`."""
+    """`(canvases [S, t, H * W * C], write windows of [S, t])` of a `models.Decoder` with
+    `write_n` > 0 on latents `z` `[S, t, latent]`."""
     @jax.jit
     def run(params, z):
         canvases, state = decoder.apply({'params': params}, z, mutable=['intermediates'])
@@ -203,12 +215,13 @@ def save_model_attention(net, params: dict, key, workdir: str, name: str,
     step with the window's box. Returns the two paths."""
     z = jax.random.normal(key, (samples, net.t, net.latent))
     canvases, windows = decoder_windows(net.decoder, params['g']['decoder'], z)
-    n = net.decoder.write_n
+    n, shape = net.decoder.write_n, tuple(net.decoder.image_shape)
     png = save_attention_canvas(
         os.path.join(workdir, 'attention_samples.png'), canvases, windows, n=n,
-        title=f'{name}: prior samples, the canvas after each step and its {n} x {n} write window')
+        title=f'{name}: prior samples, the canvas after each step and its {n} x {n} write window',
+        image_shape=shape)
     cols = min(samples, 4)
     gif = save_attention_gif(
         os.path.join(workdir, 'attention_samples.gif'), canvases, windows, n=n,
-        rows=samples // cols, cols=cols, title=f'{name} samples')
+        rows=samples // cols, cols=cols, title=f'{name} samples', image_shape=shape)
     return [png, gif]

@@ -17,8 +17,13 @@ import jax
 import jax.numpy as jnp
 
 from bigran_jax.config import STRATEGIES
-from bigran_jax.data import IMAGE_SIDE
-from bigran_jax.models import GroupDiscriminator, MinibatchFeatures, check_groups, normal_init
+from bigran_jax.models import (
+    IMAGE_SIDE,
+    GroupDiscriminator,
+    MinibatchFeatures,
+    check_groups,
+    normal_init,
+)
 
 
 class BatchNorm(nn.Module):

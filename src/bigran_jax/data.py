@@ -1,23 +1,35 @@
-"""The data: MNIST from TFDS, from a folder of IDX files, or from a subset shipped in the package.
+"""The data: labelled image datasets as numpy arrays, from TFDS, IDX files, image folders, or the
+MNIST subset shipped in the package.
 
-`load_mnist(source, data_dir)` returns the four arrays as numpy, whichever source serves them:
+`load_data(source, data_dir, name)` returns a `Dataset`: uint8 images `[N, H, W, C]` and int32
+labels `[N]` for a train and a test split, whichever source serves them. `name` is the dataset's
+name ('mnist' by default; a TFDS name such as 'fashion_mnist', 'kmnist' or 'cifar10'): 'tfds'
+reads the dataset of that name, the file sources only use it in descriptions and checks.
+`load_mnist(source, data_dir)` is `load_data(source, data_dir, 'mnist')`.
 
-- 'tfds': `tfds.data_source('mnist')`, the array_record random-access reader that needs no
-  TensorFlow. `prepare_tfds` (or `python -m bigran_jax.data --idx_dir=... --data_dir=...`) builds
-  that dataset offline from the four IDX files, since TFDS's own MNIST builder needs the network
-  and TensorFlow. TFDS shuffles record order when it writes, so its order is not the IDX order.
-- 'idx': a folder with the four standard files (`train-images-idx3-ubyte` ..., plain or `.gz`).
-- 'embedded': 10,000 train and 2,000 test images, class-balanced, shipped as gzipped IDX in
+- 'tfds': `tfds.data_source(name)`, the array_record random-access reader that needs no
+  TensorFlow, of a dataset prepared on disk with features 'image' and 'label' and splits 'train'
+  and 'test'. `prepare_tfds` (or `python -m bigran_jax.data --idx_dir=... --data_dir=...`) builds
+  MNIST offline from the four IDX files, since TFDS's own MNIST builder needs the network and
+  TensorFlow; other datasets are prepared with `tfds build NAME --file_format=array_record`.
+  TFDS shuffles record order when it writes, so its order is not the IDX order.
+- 'idx': a folder with the four files named as MNIST's (`train-images-idx3-ubyte` ..., plain or
+  `.gz`; Fashion-MNIST and KMNIST ship the same names). Images are uint8 IDX of 3 dimensions
+  `[N, H, W]` (C = 1) or 4 `[N, H, W, C]`, of any size shared by both splits; labels uint8 `[N]`.
+- 'folder': `data_dir/train/<class>/<image>` and `data_dir/test/<class>/<image>` (PNG, JPEG, BMP
+  or GIF, read with Pillow); the classes are train's sorted sub-folder names, a label is the index
+  of its class there, and every image must have the same shape.
+- 'embedded': 10,000 train and 2,000 test MNIST images, class-balanced, shipped as gzipped IDX in
   `bigran_jax/mnist_subset/` (see its `manifest.json` and `scripts/make_mnist_subset.py`), so that
-  tests and quick runs need no download.
-- 'auto': 'tfds' when MNIST is prepared on disk in `data_dir` (TFDS's default data dir when
-  `data_dir` is ''), else 'embedded'. It only looks at files: it never downloads or waits on the
-  network.
+  tests and quick runs need no download. MNIST only.
+- 'auto': 'tfds' when `name` is prepared on disk in `data_dir` (TFDS's default data dir when
+  `data_dir` is ''), else 'embedded' for MNIST and an error saying how to prepare it for any other
+  name. It only looks at files: it never downloads or waits on the network.
 
 What training draws from these arrays, on device, is in `bigran_jax.samplers`.
 
-`tensorflow_datasets` is imported inside the functions that need it: importing this module stays
-fast, and 'idx' and 'embedded' work where TFDS is broken or absent.
+`tensorflow_datasets` and Pillow are imported inside the functions that need them: importing this
+module stays fast, and 'idx' and 'embedded' work where TFDS is broken or absent.
 """
 
 from __future__ import annotations
@@ -39,19 +51,23 @@ from collections.abc import Sequence
 import numpy as np
 from absl import logging
 
-SOURCES = ('auto', 'tfds', 'idx', 'embedded')
+SOURCES = ('auto', 'tfds', 'idx', 'embedded', 'folder')
 
-# Magic numbers of the standard MNIST files: 0x0803 is "unsigned bytes, 3 dimensions" and 0x0801
-# "unsigned bytes, 1 dimension" in the IDX format.
+# Magic numbers of IDX image and label files: 0x0803 is "unsigned bytes, 3 dimensions" (MNIST's
+# `[N, 28, 28]`), 0x0804 "unsigned bytes, 4 dimensions" (`[N, H, W, C]`) and 0x0801 "unsigned
+# bytes, 1 dimension" in the IDX format.
 IMAGES_MAGIC = 2051
+IMAGES4_MAGIC = 2052
 LABELS_MAGIC = 2049
-IMAGE_SIDE = 28  # pixels per side (models.IMAGE_SIZE is the flattened 784)
-NUM_CLASSES = 10
+IMAGE_SIDE = 28  # MNIST's pixels per side (models.IMAGE_SIZE is the flattened 784)
+NUM_CLASSES = 10  # MNIST's
 # File stems of the two splits in a standard MNIST folder (each may carry a '.gz' suffix).
 IDX_STEMS = {
     'train': ('train-images-idx3-ubyte', 'train-labels-idx1-ubyte'),
     'test': ('t10k-images-idx3-ubyte', 't10k-labels-idx1-ubyte'),
 }
+# File name endings (any case) that source 'folder' reads as images; it skips other files.
+IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.gif')
 
 # IDX element type codes (third byte of the magic number); IDX stores everything big-endian.
 _IDX_DTYPES = {
@@ -71,6 +87,9 @@ _TFDS_NAME = 'mnist'
 # enough that the decoded dicts of one chunk stay a few MB.
 _TFDS_CHUNK = 10_000
 _PREPARE_COMMAND = 'python -m bigran_jax.data --idx_dir=DIR_WITH_MNIST_IDX_FILES --data_dir={}'
+# A TFDS-style dataset name, optionally with its config ('mnist', 'cifar10', 'mnist_corrupted/
+# shot_noise'); it becomes a folder under the TFDS data dir.
+_NAME_PATTERN = r'[\w-]+(/[\w.-]+)?'
 
 
 class DataError(ValueError):
@@ -78,16 +97,19 @@ class DataError(ValueError):
 
 
 @dataclasses.dataclass(frozen=True)
-class MNIST:
-    """MNIST as numpy arrays.
+class Dataset:
+    """A labelled image dataset as numpy arrays.
 
     Attributes:
-      train_images: uint8 `[N, 28, 28, 1]`, 0 (background) to 255.
-      train_labels: int32 `[N]`, digits 0..9.
-      test_images: uint8 `[M, 28, 28, 1]`.
+      train_images: uint8 `[N, H, W, C]`, C >= 1 (1 for grayscale); MNIST's are `[N, 28, 28, 1]`,
+        0 (background) to 255.
+      train_labels: int32 `[N]`, class indices from 0 (MNIST's: the digits 0..9).
+      test_images: uint8 `[M, H, W, C]`, the same `H, W, C` as `train_images`.
       test_labels: int32 `[M]`.
-      source: the source that served the data: 'tfds', 'idx' or 'embedded'.
-      description: one line for logs, naming the source, its location and the counts.
+      source: the source that served the data: 'tfds', 'idx', 'folder' or 'embedded'.
+      description: one line for logs, naming the dataset, the source, its location and the
+        counts.
+      name: the dataset's name, e.g. 'mnist', 'fashion_mnist' or 'cifar10'.
     """
 
     train_images: np.ndarray
@@ -96,6 +118,40 @@ class MNIST:
     test_labels: np.ndarray
     source: str
     description: str
+    name: str = 'mnist'
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """`(H, W, C)` of one image."""
+        return tuple(int(n) for n in self.train_images.shape[1:])
+
+    @property
+    def num_classes(self) -> int:
+        """The largest label of either split plus one; 1 when there are no labels."""
+        largest = [int(labels.max()) for labels in (self.train_labels, self.test_labels)
+                   if labels.size]
+        return max([0, *largest]) + 1
+
+
+# The old name: code and pickles written before datasets other than MNIST use it.
+MNIST = Dataset
+
+
+def _title(name: str) -> str:
+    """How descriptions and errors call the dataset `name`: 'MNIST' for mnist, else `name`."""
+    return 'MNIST' if name == _TFDS_NAME else name
+
+
+def _shape_text(shape: Sequence[int]) -> str:
+    return 'x'.join(str(n) for n in shape)
+
+
+def _dataset(train_images, train_labels, test_images, test_labels, source, where, name,
+             details='') -> Dataset:
+    description = (f'{_title(name)} from {where}: {len(train_images)} train, '
+                   f'{len(test_images)} test images{details}')
+    return Dataset(train_images, train_labels, test_images, test_labels, source, description,
+                   name)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -191,51 +247,149 @@ def write_idx(path: str | os.PathLike, array: np.ndarray) -> None:
 
 
 def _split_arrays(images_magic: tuple[int, np.ndarray], labels_magic: tuple[int, np.ndarray],
-                  images_name: str, labels_name: str) -> tuple[np.ndarray, np.ndarray]:
-    """Checks one split's parsed image and label files; returns `[N, 28, 28, 1]`, `[N]` int32."""
+                  images_name: str, labels_name: str,
+                  name: str = _TFDS_NAME) -> tuple[np.ndarray, np.ndarray]:
+    """Checks one split's parsed image and label files; returns `[N, H, W, C]`, `[N]` int32."""
     magic, images = images_magic
-    if magic != IMAGES_MAGIC:
-        raise DataError(f'{images_name}: bad magic number {magic} (expected {IMAGES_MAGIC} for '
-                        'MNIST images: uint8, 3 dimensions)')
-    if images.shape[1:] != (IMAGE_SIDE, IMAGE_SIDE):
-        raise DataError(f'{images_name}: images are {images.shape[1:]}, expected 28 x 28')
+    if magic not in (IMAGES_MAGIC, IMAGES4_MAGIC):
+        # MNIST's message names only its own kind of file, 3 dimensions.
+        expected = (f'{IMAGES_MAGIC} for MNIST images: uint8, 3 dimensions' if name == _TFDS_NAME
+                    else f'{IMAGES_MAGIC} or {IMAGES4_MAGIC} for {name} images: uint8, 3 or 4 '
+                    'dimensions')
+        raise DataError(f'{images_name}: bad magic number {magic} (expected {expected})')
+    if name == _TFDS_NAME and images.shape[1:] not in ((IMAGE_SIDE, IMAGE_SIDE),
+                                                       (IMAGE_SIDE, IMAGE_SIDE, 1)):
+        raise DataError(f'{images_name}: images are {images.shape[1:]}, expected 28 x 28 (MNIST; '
+                        'for another dataset set data.name)')
+    if images.ndim == 3:
+        images = images[..., None]
+    if 0 in images.shape[1:]:
+        raise DataError(f'{images_name}: images of shape {_shape_text(images.shape[1:])} hold '
+                        'no pixels')
     magic, labels = labels_magic
     if magic != LABELS_MAGIC:
         raise DataError(f'{labels_name}: bad magic number {magic} (expected {LABELS_MAGIC} for '
-                        'MNIST labels: uint8, 1 dimension)')
+                        f'{_title(name)} labels: uint8, 1 dimension)')
     if len(labels) != len(images):
         raise DataError(f'{labels_name}: {len(labels)} labels, but {images_name} has '
                         f'{len(images)} images')
-    if len(labels) and labels.max() >= NUM_CLASSES:
+    if name == _TFDS_NAME and len(labels) and labels.max() >= NUM_CLASSES:
         raise DataError(f'{labels_name}: label {labels.max()} is not a digit 0..9')
-    return images[..., None], labels.astype(np.int32)
+    return images, labels.astype(np.int32)
 
 
-def _find_idx_file(folder: str, stem: str) -> str:
+def _find_idx_file(folder: str, stem: str, name: str = _TFDS_NAME) -> str:
     # The plain file first: it needs no decompression.
-    for name in (stem, stem + '.gz'):
-        if os.path.isfile(os.path.join(folder, name)):
-            return os.path.join(folder, name)
-    raise DataError(f'{os.path.join(folder, stem)}[.gz]: file not found in MNIST IDX folder')
+    for file in (stem, stem + '.gz'):
+        if os.path.isfile(os.path.join(folder, file)):
+            return os.path.join(folder, file)
+    raise DataError(f'{os.path.join(folder, stem)}[.gz]: file not found in {_title(name)} IDX '
+                    'folder')
 
 
-def _load_idx(data_dir: str) -> MNIST:
+def _load_idx(data_dir: str, name: str = _TFDS_NAME) -> Dataset:
     if not data_dir:
-        raise DataError("source 'idx' needs data_dir: a folder with the four MNIST IDX files")
+        raise DataError(f"source 'idx' needs data_dir: a folder with the four {_title(name)} IDX "
+                        'files')
     if not os.path.isdir(data_dir):
-        raise DataError(f'{data_dir}: MNIST IDX folder not found')
-    arrays = []
+        raise DataError(f'{data_dir}: {_title(name)} IDX folder not found')
+    arrays, images_paths = [], []
     for split in ('train', 'test'):
-        paths = [_find_idx_file(data_dir, stem) for stem in IDX_STEMS[split]]
+        paths = [_find_idx_file(data_dir, stem, name) for stem in IDX_STEMS[split]]
         parsed = [_parse_idx(_read_bytes(p), p) for p in paths]
-        arrays.extend(_split_arrays(*parsed, *paths))
-    return _mnist(*arrays, source='idx', where=f'idx folder {data_dir}')
+        arrays.extend(_split_arrays(*parsed, *paths, name=name))
+        images_paths.append(paths[0])
+    train_shape, test_shape = arrays[0].shape[1:], arrays[2].shape[1:]
+    if train_shape != test_shape:
+        raise DataError(f'{images_paths[1]}: images are {_shape_text(test_shape)}, but '
+                        f'{images_paths[0]} holds {_shape_text(train_shape)}: train and test '
+                        'must share one shape')
+    return _dataset(*arrays, source='idx', where=f'idx folder {data_dir}', name=name)
 
 
-def _mnist(train_images, train_labels, test_images, test_labels, source, where) -> MNIST:
-    description = (f'MNIST from {where}: {len(train_images)} train, {len(test_images)} test '
-                   'images')
-    return MNIST(train_images, train_labels, test_images, test_labels, source, description)
+# ----------------------------------------------------------------------------------------------
+# Folders of image files.
+
+
+def _subfolders(folder: str) -> list[str]:
+    """The sorted names of `folder`'s sub-folders, hidden ones ('.ipynb_checkpoints') left out."""
+    return sorted(entry.name for entry in os.scandir(folder)
+                  if entry.is_dir() and not entry.name.startswith('.'))
+
+
+def _image_files(folder: str) -> list[str]:
+    """The image files (`IMAGE_EXTENSIONS`) in `folder`, sorted by name."""
+    files = sorted(entry.path for entry in os.scandir(folder)
+                   if entry.is_file() and entry.name.lower().endswith(IMAGE_EXTENSIONS))
+    if not files:
+        raise DataError(f'{folder}: class folder holds no image files '
+                        f'({" ".join(IMAGE_EXTENSIONS)})')
+    return files
+
+
+def _read_image(path: str) -> tuple[np.ndarray, bool]:
+    """One image file as uint8 `[H, W, C]`, and whether Pillow had to convert it to 'RGB'.
+
+    Mode 'L' gives C = 1, 'RGB' 3, 'RGBA' 4; any other mode ('P' as GIFs load, '1', 'I;16', ...)
+    is converted to 'RGB'.
+    """
+    from PIL import Image  # Lazy: see the module docstring.
+
+    try:
+        with Image.open(path) as image:
+            converted = image.mode not in ('L', 'RGB', 'RGBA')
+            array = np.asarray(image.convert('RGB') if converted else image)
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+        raise DataError(f'{path}: cannot read the image: {e}'.replace('\n', ' ')) from e
+    return (array[..., None] if array.ndim == 2 else array), converted
+
+
+def _load_folder(data_dir: str, name: str) -> Dataset:
+    layout = 'train/<class>/<image> and test/<class>/<image>'
+    if not data_dir:
+        raise DataError(f"source 'folder' needs data_dir: a folder with {layout}")
+    if not os.path.isdir(data_dir):
+        raise DataError(f'{data_dir}: image folder not found')
+    folders = {split: os.path.join(data_dir, split) for split in ('train', 'test')}
+    for folder in folders.values():
+        if not os.path.isdir(folder):
+            raise DataError(f'{folder}: folder not found; source folder reads {layout}')
+    classes = _subfolders(folders['train'])
+    test_classes = _subfolders(folders['test'])
+    for folder, found in ((folders['train'], classes), (folders['test'], test_classes)):
+        if not found:
+            raise DataError(f'{folder}: no class folders; source folder reads {layout}')
+    for cls in test_classes:
+        if cls not in classes:
+            raise DataError(f'{os.path.join(folders["test"], cls)}: class {cls!r} is not among '
+                            f'the train classes ({", ".join(classes)})')
+    paths, images, converted, labels = [], [], [], {}
+    for split, folder in folders.items():
+        split_labels = []
+        for label, cls in enumerate(classes):
+            if not os.path.isdir(os.path.join(folder, cls)):
+                continue  # The test split may lack classes.
+            for path in _image_files(os.path.join(folder, cls)):
+                image, was_converted = _read_image(path)
+                paths.append(path)
+                images.append(image)
+                converted.append(was_converted)
+                split_labels.append(label)
+        labels[split] = np.array(split_labels, np.int32)
+    # A folder of grayscale images (mode 'L', or converted with three equal channels, as a
+    # grayscale GIF or a mode '1' PNG) keeps one channel.
+    if all(image.shape[-1] == 1 or (was_converted and np.all(image == image[..., :1]))
+           for image, was_converted in zip(images, converted, strict=True)):
+        images = [image[..., :1] for image in images]
+    for path, image in zip(paths, images, strict=True):
+        if image.shape != images[0].shape:
+            raise DataError(f'{path}: image is {_shape_text(image.shape)}, but {paths[0]} is '
+                            f'{_shape_text(images[0].shape)}: all images must share one shape')
+    n_train = len(labels['train'])
+    details = f' of {_shape_text(images[0].shape)}, {len(classes)} classes'
+    return _dataset(np.stack(images[:n_train]), labels['train'], np.stack(images[n_train:]),
+                    labels['test'], source='folder', where=f'folder {data_dir}', name=name,
+                    details=details)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -251,7 +405,7 @@ def embedded_manifest() -> dict:
     return json.loads(_embedded_files().joinpath(_MANIFEST).read_text())
 
 
-def _load_embedded() -> MNIST:
+def _load_embedded() -> Dataset:
     folder = _embedded_files()
     try:
         manifest = embedded_manifest()
@@ -277,7 +431,7 @@ def _load_embedded() -> MNIST:
         arrays.extend(_split_arrays(*parsed, *names))
     where = (f'embedded subset {_EMBEDDED_PACKAGE}/{_EMBEDDED_FOLDER} (class-balanced, seed '
              f'{manifest["seed"]})')
-    return _mnist(*arrays, source='embedded', where=where)
+    return _dataset(*arrays, source='embedded', where=where, name=_TFDS_NAME)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -316,13 +470,13 @@ def _prepared_problem(path: str) -> str:
     return ''
 
 
-def _find_prepared_tfds(root: str) -> tuple[str | None, str]:
-    """Finds MNIST prepared in array_record format under the TFDS data dir `root`.
+def _find_prepared_tfds(root: str, name: str = _TFDS_NAME) -> tuple[str | None, str]:
+    """Finds the dataset `name` prepared in array_record format under the TFDS data dir `root`.
 
     Returns:
       `(version, why)`: the newest such version ('3.0.1') or None, and a phrase saying why not.
     """
-    folder = os.path.join(root, _TFDS_NAME)
+    folder = os.path.join(root, name)
     try:
         # Only released version folders: TFDS writes into 'incomplete.XXXX_3.0.1' first.
         versions = [v for v in os.listdir(folder) if re.fullmatch(r'\d+\.\d+\.\d+', v)]
@@ -337,52 +491,71 @@ def _find_prepared_tfds(root: str) -> tuple[str | None, str]:
     return None, why
 
 
-def _not_prepared_error(root: str, why: str) -> DataError:
+def _not_prepared_error(root: str, why: str, name: str = _TFDS_NAME) -> DataError:
+    if name == _TFDS_NAME:
+        return DataError(
+            f'TFDS mnist is not prepared in {root} ({why}). Prepare it offline with '
+            f'`{_PREPARE_COMMAND.format(root)}`, or with TensorFlow and internet, '
+            f'`tfds build mnist --file_format=array_record --data_dir={root}`.')
     return DataError(
-        f'TFDS mnist is not prepared in {root} ({why}). Prepare it offline with '
-        f'`{_PREPARE_COMMAND.format(root)}`, or with TensorFlow and internet, '
-        f'`tfds build mnist --file_format=array_record --data_dir={root}`.')
+        f'TFDS {name} is not prepared in {root} ({why}). Prepare it with TensorFlow and '
+        f'internet, `tfds build {name} --file_format=array_record --data_dir={root}`, or load '
+        "its files with source 'idx' or 'folder'.")
 
 
-def _read_tfds_split(ds, name: str) -> tuple[np.ndarray, np.ndarray]:
+def _read_tfds_split(ds, where: str, empty_shape: tuple) -> tuple[np.ndarray, np.ndarray]:
+    """Reads a TFDS data source's records; `empty_shape` is the image shape if it has none."""
     images, labels = [], []
     # Chunks through `__getitems__`: `ds[i]` one by one costs the same decoding but adds Python
     # overhead per record; data sources do not take slices.
     for start in range(0, len(ds), _TFDS_CHUNK):
         records = ds.__getitems__(range(start, min(start + _TFDS_CHUNK, len(ds))))
-        images.append(np.stack([r['image'] for r in records]))
+        chunk = [np.asarray(r['image']) for r in records]
+        first = images[0][0] if images else chunk[0]
+        for i, image in enumerate(chunk, start):
+            if image.dtype != np.uint8 or image.ndim != 3 or image.shape != first.shape:
+                raise DataError(f'{where}: record {i} holds a {image.dtype} image of shape '
+                                f'{image.shape}, record 0 a {first.dtype} one of shape '
+                                f'{first.shape}: expected uint8 [H, W, C], one shape for all')
+        images.append(np.stack(chunk))
         labels.append(np.array([r['label'] for r in records], dtype=np.int32))
-    shape = (IMAGE_SIDE, IMAGE_SIDE, 1)
     if not images:
-        return np.zeros((0, *shape), np.uint8), np.zeros((0,), np.int32)
-    images, labels = np.concatenate(images), np.concatenate(labels)
-    if images.shape[1:] != shape or images.dtype != np.uint8:
-        raise DataError(f'{name}: images are {images.dtype} {images.shape[1:]}, expected uint8 '
-                        f'{shape}')
-    return images, labels
+        if None in empty_shape or len(empty_shape) != 3:
+            raise DataError(f'{where}: no records, and the image shape {empty_shape} is not fixed')
+        return np.zeros((0, *empty_shape), np.uint8), np.zeros((0,), np.int32)
+    return np.concatenate(images), np.concatenate(labels)
 
 
-def _load_tfds(data_dir: str) -> MNIST:
+def _load_tfds(data_dir: str, name: str = _TFDS_NAME) -> Dataset:
     root = _tfds_data_dir(data_dir)
-    version, why = _find_prepared_tfds(root)
+    version, why = _find_prepared_tfds(root, name)
     if version is None:
-        raise _not_prepared_error(root, why)
+        raise _not_prepared_error(root, why, name)
     import tensorflow_datasets as tfds  # Lazy: see the module docstring.
 
-    path = os.path.join(root, _TFDS_NAME, version)
+    path = os.path.join(root, name, version)
     try:
         # download=False and try_gcs=False: read what is on disk, never the network.
-        sources = tfds.data_source(f'{_TFDS_NAME}:{version}', data_dir=root, download=False,
-                                   try_gcs=False)
+        sources = tfds.data_source(f'{name}:{version}', split=['train', 'test'], data_dir=root,
+                                   download=False, try_gcs=False)
+        features = sources[0].dataset_info.features
+        if not {'image', 'label'} <= set(features.keys()):
+            raise DataError(f'{path}: TFDS {name} has the features {", ".join(features.keys())}; '
+                            "the loader needs 'image' and 'label'")
+        empty_shape = tuple(features['image'].shape)
         arrays = []
-        for split in ('train', 'test'):
-            arrays.extend(_read_tfds_split(sources[split], f'{path} {split}'))
+        for split, ds in zip(('train', 'test'), sources, strict=True):
+            arrays.extend(_read_tfds_split(ds, f'{path} {split}', empty_shape))
     except DataError:
         raise
     except Exception as e:  # TFDS raises many kinds (AssertionError, NotImplementedError, ...).
-        raise DataError(f'{path}: TFDS cannot read the prepared mnist: {type(e).__name__}: '
+        raise DataError(f'{path}: TFDS cannot read the prepared {name}: {type(e).__name__}: '
                         f'{e}'.replace('\n', ' ')) from e
-    return _mnist(*arrays, source='tfds', where=f'TFDS {path}')
+    if arrays[0].shape[1:] != arrays[2].shape[1:]:
+        raise DataError(f'{path}: TFDS {name} train images are {_shape_text(arrays[0].shape[1:])}'
+                        f', test images {_shape_text(arrays[2].shape[1:])}: they must share one '
+                        'shape')
+    return _dataset(*arrays, source='tfds', where=f'TFDS {path}', name=name)
 
 
 @functools.cache
@@ -396,7 +569,7 @@ def _local_mnist_builder():
     class LocalMNIST(tfds_mnist.MNIST, skip_registration=True):
         name = _TFDS_NAME
 
-        def __init__(self, *, mnist: MNIST, **kwargs):
+        def __init__(self, *, mnist: Dataset, **kwargs):
             self._local_mnist = mnist
             super().__init__(**kwargs)
 
@@ -432,8 +605,8 @@ def prepare_tfds(idx_dir: str, data_dir: str) -> str:
       The prepared dataset's folder, `<data_dir>/mnist/<version>`.
 
     Raises:
-      DataError: when the IDX files are missing or malformed, or mnist of this version already
-        sits in `data_dir` in another format.
+      DataError: when the IDX files are missing, malformed or not of 28 x 28 images, or mnist of
+        this version already sits in `data_dir` in another format.
     """
     root = _tfds_data_dir(data_dir)
     builder_cls = _local_mnist_builder()
@@ -445,7 +618,11 @@ def prepare_tfds(idx_dir: str, data_dir: str) -> str:
                             'data_dir')
         logging.info('TFDS mnist already prepared in %s', path)
         return path
-    builder = builder_cls(mnist=_load_idx(idx_dir), data_dir=root, file_format='array_record')
+    mnist = _load_idx(idx_dir)
+    if mnist.image_shape != (IMAGE_SIDE, IMAGE_SIDE, 1):
+        raise DataError(f'{idx_dir}: images are {_shape_text(mnist.image_shape)}, but TFDS mnist '
+                        'holds 28x28x1')
+    builder = builder_cls(mnist=mnist, data_dir=root, file_format='array_record')
     import tensorflow_datasets as tfds
 
     start = time.time()
@@ -461,43 +638,70 @@ def prepare_tfds(idx_dir: str, data_dir: str) -> str:
 
 
 # ----------------------------------------------------------------------------------------------
-# The entry point and the device-side helpers.
+# The entry points and the command line.
 
 
-def load_mnist(source: str = 'auto', data_dir: str = '') -> MNIST:
-    """Loads MNIST from one source.
+def load_data(source: str = 'auto', data_dir: str = '', name: str = _TFDS_NAME) -> Dataset:
+    """Loads the labelled image dataset `name` from one source.
 
     Args:
-      source: one of `SOURCES`: 'tfds', 'idx', 'embedded', or 'auto' ('tfds' when prepared in
-        `data_dir`, else 'embedded'; it never touches the network).
+      source: one of `SOURCES`: 'tfds', 'idx', 'folder', 'embedded' (MNIST only), or 'auto'
+        ('tfds' when `name` is prepared in `data_dir`, else 'embedded' for MNIST and an error for
+        other names; it never touches the network).
       data_dir: for 'tfds' and 'auto', the TFDS data dir ('' for TFDS's default); for 'idx', the
-        folder of IDX files; ignored by 'embedded'.
+        folder of IDX files; for 'folder', the folder holding `train/` and `test/`; ignored by
+        'embedded'.
+      name: the dataset: for 'tfds' and 'auto' its TFDS name ('mnist', 'fashion_mnist', 'kmnist',
+        'cifar10', ...); 'idx' and 'folder' use it in descriptions, and for 'mnist' 'idx' checks
+        that labels are digits.
 
     Returns:
-      `MNIST` with uint8 images `[N, 28, 28, 1]` and int32 labels `[N]`; its `source` says which
-      source served. TFDS's record order is its own shuffle of the IDX order.
+      `Dataset` with uint8 images `[N, H, W, C]` and int32 labels `[N]` (MNIST's images are
+      `[N, 28, 28, 1]`); its `source` says which source served. TFDS's record order is its own
+      shuffle of the IDX order.
 
     Raises:
-      DataError: unknown source, data missing or not prepared (with the command that prepares
-        it), or malformed files (naming the file).
+      DataError: unknown source or malformed name, data missing or not prepared (with the command
+        that prepares it), or malformed files or images of different shapes (naming the file).
     """
     if source not in SOURCES:
-        raise DataError(f'unknown MNIST source {source!r}; valid sources: {", ".join(SOURCES)}')
+        raise DataError(f'unknown {_title(name)} source {source!r}; valid sources: '
+                        f'{", ".join(SOURCES)}')
+    if not re.fullmatch(_NAME_PATTERN, name):
+        raise DataError(f'dataset name {name!r}: expected a TFDS-style name such as mnist, '
+                        'fashion_mnist or cifar10')
     if source == 'auto':
         root = _tfds_data_dir(data_dir)
-        version, why = _find_prepared_tfds(root)
+        version, why = _find_prepared_tfds(root, name)
+        if version is None and name != _TFDS_NAME:
+            raise _not_prepared_error(root, why, name)
         source = 'tfds' if version else 'embedded'
         if version is None:
             logging.info('MNIST source auto: embedded subset, since TFDS mnist is not prepared '
                          'in %s (%s)', root, why)
+    if source == 'embedded' and name != _TFDS_NAME:
+        raise DataError(f"source 'embedded' ships MNIST only; load {name} with source 'tfds', "
+                        "'idx' or 'folder'")
     if source == 'tfds':
-        mnist = _load_tfds(data_dir)
+        dataset = _load_tfds(data_dir, name)
     elif source == 'idx':
-        mnist = _load_idx(data_dir)
+        dataset = _load_idx(data_dir, name)
+    elif source == 'folder':
+        dataset = _load_folder(data_dir, name)
     else:
-        mnist = _load_embedded()
-    logging.info('%s', mnist.description)
-    return mnist
+        dataset = _load_embedded()
+    logging.info('%s', dataset.description)
+    return dataset
+
+
+def load_mnist(source: str = 'auto', data_dir: str = '') -> Dataset:
+    """Loads MNIST from one source: `load_data(source, data_dir, 'mnist')`.
+
+    Returns:
+      `Dataset` with uint8 images `[N, 28, 28, 1]` (from 'tfds' and 'embedded'; 'idx' and
+      'folder' serve the files' shape) and int32 labels `[N]`.
+    """
+    return load_data(source, data_dir, _TFDS_NAME)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -10,20 +10,37 @@ import numpy as np
 from bigran_jax.util import atomic_write
 
 
-def image_grid(images: np.ndarray, rows: int, cols: int, pad: int = 2) -> np.ndarray:
-    """Tiles `rows * cols` images `[N, 28, 28]` (or `[N, 784]`; or colour `[N, 28, 28, 3]`) in
-    [0, 1] into one uint8 image, white digits on black as MNIST, with `pad` pixels of grey between
-    tiles."""
+def tiles(images: np.ndarray) -> np.ndarray:
+    """Images in [0, 1] as the tiles a grid shows: float32 `[N, H, W]` (grey) or `[N, H, W, 3]`.
+
+    Accepts `[N, H, W]`, `[N, H, W, C]` (C = 1 grey; 3 colour; 4 colour without its alpha; any
+    other C its first channel) and MNIST's flat `[N, 784]`.
+    """
     images = np.asarray(images, np.float32)
-    colour = images.shape[-1:] if images.ndim == 4 and images.shape[-1] == 3 else ()
-    images = images.reshape(-1, 28, 28, *colour)
+    if images.ndim == 2 and images.shape[1] == 784:
+        return images.reshape(-1, 28, 28)
+    if images.ndim == 3:
+        return images
+    if images.ndim == 4:
+        channels = images.shape[-1]
+        return images[..., :3] if channels in (3, 4) else images[..., 0]
+    raise ValueError(f'images: expected [N, H, W] or [N, H, W, C] (or MNIST [N, 784]), got shape '
+                     f'{images.shape}')
+
+
+def image_grid(images: np.ndarray, rows: int, cols: int, pad: int = 2) -> np.ndarray:
+    """Tiles `rows * cols` images (`tiles`: `[N, H, W]`, `[N, H, W, C]` or MNIST's `[N, 784]`) in
+    [0, 1] into one uint8 image (grey, or RGB for colour images), white digits on black as MNIST,
+    with `pad` pixels of grey between tiles."""
+    images = tiles(images)
     if images.shape[0] < rows * cols:
         raise ValueError(f'image_grid needs {rows * cols} images, got {images.shape[0]}')
-    size = 28 + pad
-    grid = np.full((rows * size + pad, cols * size + pad, *colour), 0.5, np.float32)
+    h, w, colour = *images.shape[1:3], images.shape[3:]
+    grid = np.full((rows * (h + pad) + pad, cols * (w + pad) + pad, *colour), 0.5, np.float32)
     for i in range(rows * cols):
         r, c = divmod(i, cols)
-        grid[pad + r * size:pad + r * size + 28, pad + c * size:pad + c * size + 28] = images[i]
+        y, x = pad + r * (h + pad), pad + c * (w + pad)
+        grid[y:y + h, x:x + w] = images[i]
     return np.round(np.clip(grid, 0.0, 1.0) * 255).astype(np.uint8)
 
 
@@ -51,16 +68,17 @@ MARK_COLOUR = (0.95, 0.55, 0.1)
 def _colour_grid(images, rows: int, cols: int, pad: int, marked_cols=()) -> np.ndarray:
     """`image_grid` in RGB float with `PAD_COLOUR` padding, and the padding around each column
     in `marked_cols` drawn in `MARK_COLOUR`."""
-    grey = image_grid(images, rows, cols, pad).astype(np.float32) / 255.0
-    rgb = np.repeat(grey[..., None], 3, axis=-1)
-    size = 28 + pad
-    is_pad = np.ones(grey.shape, bool)
+    grid = image_grid(images, rows, cols, pad).astype(np.float32) / 255.0
+    rgb = grid if grid.ndim == 3 else np.repeat(grid[..., None], 3, axis=-1)
+    h, w = tiles(images).shape[1:3]
+    is_pad = np.ones(rgb.shape[:2], bool)
     for r in range(rows):
         for c in range(cols):
-            is_pad[pad + r * size:pad + r * size + 28, pad + c * size:pad + c * size + 28] = False
+            y, x = pad + r * (h + pad), pad + c * (w + pad)
+            is_pad[y:y + h, x:x + w] = False
     rgb[is_pad] = PAD_COLOUR
     for c in marked_cols:
-        x0, x1 = c * size, c * size + 28 + 2 * pad
+        x0, x1 = c * (w + pad), c * (w + pad) + w + 2 * pad
         block = rgb[:, x0:x1]
         block[is_pad[:, x0:x1]] = MARK_COLOUR
     return rgb
@@ -69,12 +87,13 @@ def _colour_grid(images, rows: int, cols: int, pad: int, marked_cols=()) -> np.n
 def labelled_grid(images: np.ndarray, rows: int, cols: int, *, title: str,
                   col_labels: Sequence[str] = (), row_labels: Sequence[str] = (),
                   marked_cols: Sequence[int] = (), pad: int = 2):
-    """A matplotlib figure of `rows x cols` images `[N, 28, 28]` (or `[N, 784]`) in [0, 1]: a
+    """A matplotlib figure of `rows x cols` images (`tiles`' layouts) in [0, 1]: a
     title, a label over each column and beside each row (either may be empty), the columns in
     `marked_cols` framed (e.g. the inputs of a reconstruction figure)."""
     plt = _pyplot()
     rgb = _colour_grid(images, rows, cols, pad, marked_cols)
-    cell = 0.6  # inches per 28-pixel cell
+    tile_h, tile_w = tiles(images).shape[1:3]
+    cell = 0.6  # inches per cell of 28 pixels (MNIST's side)
     w, h = rgb.shape[1] / 28 * cell, rgb.shape[0] / 28 * cell
     left, top, bottom = (0.9 if row_labels else 0.1), 0.6, 0.1
     fig_w, fig_h = left + w + 0.1, top + h + bottom
@@ -82,13 +101,13 @@ def labelled_grid(images: np.ndarray, rows: int, cols: int, *, title: str,
     ax = fig.add_axes((left / fig_w, bottom / fig_h, w / fig_w, h / fig_h))
     ax.imshow(rgb, interpolation='nearest')
     ax.set_axis_off()
-    size = 28 + pad
     for c, label in enumerate(col_labels):
-        ax.text(pad + c * size + 14, -2, label, ha='center', va='bottom', fontsize=7,
-                color=MARK_COLOUR if c in marked_cols else 'black',
+        ax.text(pad + c * (tile_w + pad) + tile_w / 2, -2, label, ha='center', va='bottom',
+                fontsize=7, color=MARK_COLOUR if c in marked_cols else 'black',
                 fontweight='bold' if c in marked_cols else 'normal')
     for r, label in enumerate(row_labels):
-        ax.text(-3, pad + r * size + 14, label, ha='right', va='center', fontsize=7)
+        ax.text(-3, pad + r * (tile_h + pad) + tile_h / 2, label, ha='right', va='center',
+                fontsize=7)
     fig.suptitle(title, fontsize=9, y=1.0 - 0.05 / fig_h, va='top')
     return fig
 
@@ -104,19 +123,21 @@ def save_labelled_grid(path: str, images: np.ndarray, rows: int, cols: int, **la
 
 def save_reconstructions(path: str, inputs: np.ndarray, draws: np.ndarray, *,
                          title: str) -> str:
-    """Each of `inputs` `[n, 784]` (framed, one per row) beside its reconstructions, `draws`
-    `[d, n, 784]` (one column per draw), all in [0, 1], as a labelled PNG."""
+    """Each of `inputs` `[n, ...]` (framed, one per row; `tiles`' layouts) beside its
+    reconstructions, `draws` `[d, n, ...]` (one column per draw), all in [0, 1], as a labelled
+    PNG."""
     inputs, draws = np.asarray(inputs), np.asarray(draws)
-    rows = np.concatenate([inputs[:, None], draws.transpose(1, 0, 2)], axis=1)
+    rows = np.concatenate([inputs[:, None], draws.swapaxes(0, 1)], axis=1)
     labels = ['input'] + [f'draw {i}' for i in range(1, len(draws) + 1)]
-    return save_labelled_grid(path, rows.reshape(-1, rows.shape[-1]), *rows.shape[:2],
+    return save_labelled_grid(path, rows.reshape(-1, *inputs.shape[1:]), *rows.shape[:2],
                               title=title, marked_cols=(0,), col_labels=labels)
 
 
 def save_gif(path: str, frames: np.ndarray, rows: int, cols: int, *, titles: Sequence[str],
              marked_cols: Sequence[int] = (),
              seconds: float = 0.7) -> str:
-    """An animated GIF, one grid per frame: `frames` `[F, rows * cols, 28, 28]` in [0, 1] (e.g.
+    """An animated GIF, one grid per frame: `frames` `[F, rows * cols, ...]` (`tiles`' layouts)
+    in [0, 1] (e.g.
     the canvases after each step), each frame captioned with `titles[f]`; the last frame held
     three times as long."""
     from PIL import Image, ImageDraw

@@ -18,6 +18,7 @@ from __future__ import annotations
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from bigran_jax.attention import ReadAttention, WriteAttention
 from bigran_jax.recurrent import (
@@ -33,6 +34,9 @@ from bigran_jax.recurrent import (
 
 IMAGE_SIZE = 784  # n in the paper: a flattened 28 x 28 MNIST image
 IMAGE_SIDE = 28
+# (H, W, C) of an MNIST image, every image network's default. Networks take images flattened to
+# `[B, H * W * C]`; their `image_shape` attribute says how to unflatten (for attention, figures).
+MNIST_SHAPE = (28, 28, 1)
 # What steers the encoder's glimpses (`Encoder.read_steer`): its own previous state, or, as in
 # DRAW, the decoder's previous state (the encoder and decoder then run interleaved).
 READ_STEERS = ('own', 'decoder')
@@ -85,23 +89,26 @@ class GroupDiscriminator(nn.Module):
 
 
 class MLPGenerator(nn.Module):
-    """z -> Dense 256 tanh -> Dense 256 tanh -> Dense 784 sigmoid (paper section 3.2)."""
+    """z -> Dense 256 tanh -> Dense 256 tanh -> Dense 784 sigmoid (paper section 3.2; the last
+    layer has `image_size` units, H * W * C of the data's images)."""
 
     hidden: int = 256
     numerics: str = 'flax'  # Dense initialisers: 'flax' or 'keras1'
+    image_size: int = IMAGE_SIZE
 
     @nn.compact
     def __call__(self, z):
-        """`z`: `[B, latent]` -> images `[B, 784]` in [0, 1]."""
+        """`z`: `[B, latent]` -> flattened images `[B, image_size]` in [0, 1]."""
         init = dense_init(self.numerics)
         h = jnp.tanh(nn.Dense(self.hidden, kernel_init=init)(z))
         h = jnp.tanh(nn.Dense(self.hidden, kernel_init=init)(h))
-        return nn.sigmoid(nn.Dense(IMAGE_SIZE, kernel_init=init)(h))
+        return nn.sigmoid(nn.Dense(self.image_size, kernel_init=init)(h))
 
 
-def _image(x):
-    """`[B, 784]` -> `[B, 28, 28, 1]`, the layout `bigran_jax.attention` reads."""
-    return x.reshape(x.shape[0], IMAGE_SIDE, IMAGE_SIDE, 1)
+def _image(x, shape):
+    """`[B, H * W * C]` -> `[B, H, W, C]` (`shape` = (H, W, C)), the layout `bigran_jax.attention`
+    reads."""
+    return x.reshape(x.shape[0], *shape)
 
 
 def _steps_first(tree, lead):
@@ -142,22 +149,25 @@ class _Cell(nn.Module):
         return _Step(self.features, self.numerics, name='step')(carry, gates_x, h_mask)
 
 
-def _stroke(h, *, mlp: int, mlp_layers: int, write_n: int, numerics: str):
+def _stroke(h, *, mlp: int, mlp_layers: int, write_n: int, numerics: str,
+            image_shape: tuple[int, int, int]):
     """The decoder's map from its LSTM state to a canvas update, `[..., hidden]` ->
-    `([..., 784], window or None)`: `mlp_layers` ReLU layers of `mlp` units (none when `mlp` is 0),
-    then a linear map to all 784 pixels (`write_n` 0, layer 'out') or DRAW's write of an N x N
-    patch through a window (`write_n` = N, layer 'write'; eqs 28-29). Called inside a compact
+    `([..., H * W * C], window or None)` for images of `image_shape` (H, W, C): `mlp_layers` ReLU
+    layers of `mlp` units (none when `mlp` is 0), then a linear map to every pixel (`write_n` 0,
+    layer 'out') or DRAW's write of an N x N patch of C channels through a window (`write_n` = N,
+    layer 'write'; eqs 28-29). Called inside a compact
     method: its layers belong to the caller (`Decoder`, `DecoderStep`)."""
     init = dense_init(numerics)
     for i in range(mlp_layers if mlp else 0):
         name = 'mlp' if i == 0 else f'mlp{i + 1}'  # 'mlp', 'mlp2', ...
         h = nn.relu(nn.Dense(mlp, kernel_init=init, name=name)(h))
     if not write_n:
-        return nn.Dense(IMAGE_SIZE, kernel_init=init, name='out')(h), None
+        return nn.Dense(int(np.prod(image_shape)), kernel_init=init, name='out')(h), None
     lead = h.shape[:-1]
-    update, win = WriteAttention(write_n, 1, numerics, name='write')(
-        h.reshape(-1, h.shape[-1]), height=IMAGE_SIDE, width=IMAGE_SIDE)
-    return update.reshape(*lead, IMAGE_SIZE), _steps_first(win, lead)
+    height, width, channels = image_shape
+    update, win = WriteAttention(write_n, channels, numerics, name='write')(
+        h.reshape(-1, h.shape[-1]), height=height, width=width)
+    return update.reshape(*lead, height * width * channels), _steps_first(win, lead)
 
 
 class _GlimpseStep(nn.Module):
@@ -171,7 +181,7 @@ class _GlimpseStep(nn.Module):
 
     @nn.compact
     def __call__(self, carry, image):
-        """`(c, h), image [B, 28, 28, 1]` -> `(c, h), (h, window)`."""
+        """`(c, h), image [B, H, W, C]` -> `(c, h), (h, window)`."""
         # ReadAttention reads the image and an error image; there is no canvas here, so it reads
         # the image twice and only the first glimpse (of x) is kept.
         glimpses, win = ReadAttention(self.n, self.numerics, name='read')(image, image, carry[1])
@@ -181,7 +191,7 @@ class _GlimpseStep(nn.Module):
 
 
 class DecoderStep(nn.Module):
-    """One step of `Decoder`: `(c, h), z_t -> (c, h), (canvas update [B, 784], write window)`.
+    """One step of `Decoder`: `(c, h), z_t -> (c, h), (canvas update [B, H * W * C], write window)`.
 
     Its parameters have the structure of a `Decoder`'s with the same attributes (`LSTM_0`, the
     ReLU layers, `out` or `write`), so a decoder's parameters can run it step by step: DRAW's
@@ -193,12 +203,13 @@ class DecoderStep(nn.Module):
     mlp: int = 0
     mlp_layers: int = 1
     write_n: int = 0
+    image_shape: tuple[int, int, int] = MNIST_SHAPE
 
     @nn.compact
     def __call__(self, carry, z):
         carry, h = _Cell(self.hidden, self.numerics, name='LSTM_0')(carry, z)
         update, win = _stroke(h, mlp=self.mlp, mlp_layers=self.mlp_layers, write_n=self.write_n,
-                              numerics=self.numerics)
+                              numerics=self.numerics, image_shape=self.image_shape)
         return carry, (update, win)
 
 
@@ -215,7 +226,7 @@ class DrawStep(nn.Module):
 
     The decoder's half is a `DecoderStep` named 'decoder' (a `Decoder`'s parameters fit it).
 
-    Carry: `((c, h) of the encoder, (c, h) of the decoder, canvas logits [B, 784])`, all zeros at
+    Carry: `((c, h) of the encoder, (c, h) of the decoder, canvas logits [B, H * W * C])`, zeros at
     the start. Per step in: eps_t `[B, latent]`; out: a dict of `z`, `mu`, `logvar`, `features`
     (h_enc_t), `canvas` (the logits c_t) and, with attention, `read_window` / `write_window`.
     """
@@ -228,6 +239,7 @@ class DrawStep(nn.Module):
     decoder_mlp: int = 0
     decoder_layers: int = 1
     write_n: int = 0
+    image_shape: tuple[int, int, int] = MNIST_SHAPE
 
     @nn.compact
     def __call__(self, carry, eps, x):
@@ -237,7 +249,7 @@ class DrawStep(nn.Module):
         out = {}
         if self.read_n:
             r, out['read_window'] = ReadAttention(self.read_n, self.numerics, name='read')(
-                _image(x), _image(x_hat), h_dec)
+                _image(x, self.image_shape), _image(x_hat, self.image_shape), h_dec)
         else:
             r = jnp.concatenate([x, x_hat], axis=-1)
         enc, h_enc = _Cell(self.hidden, self.numerics, name='LSTM_0')(
@@ -248,7 +260,7 @@ class DrawStep(nn.Module):
         z = mu + jnp.exp(0.5 * logvar) * eps
         dec, (update, write_win) = DecoderStep(
             self.decoder_hidden, self.numerics, self.decoder_mlp, self.decoder_layers,
-            self.write_n, name='decoder')(dec, z)
+            self.write_n, self.image_shape, name='decoder')(dec, z)
         canvas = canvas + update
         if write_win is not None:
             out['write_window'] = write_win
@@ -295,7 +307,7 @@ class Encoder(nn.Module):
 
     Sown in 'intermediates' (`mutable=['intermediates']`): `features` `[B, t, hidden]` always;
     `read_window` (a `Window` of `[B, t]`) with attention; with `read_steer='decoder'` also the
-    interleaved decoder's canvas logits `canvas` `[B, t, 784]` and, with `write_n`,
+    interleaved decoder's canvas logits `canvas` `[B, t, H * W * C]` and, with `write_n`,
     `write_window`.
 
     Attributes:
@@ -308,6 +320,7 @@ class Encoder(nn.Module):
       read_steer: one of `READ_STEERS`, 'own' or 'decoder' (above).
       decoder_hidden, decoder_mlp, decoder_layers, write_n: the interleaved decoder's `Decoder`
         attributes (`hidden`, `mlp`, `mlp_layers`, `write_n`), with `read_steer='decoder'` only.
+      image_shape: (H, W, C) of the images, which arrive flattened (attention reads them whole).
     """
 
     latent: int = 25
@@ -321,13 +334,14 @@ class Encoder(nn.Module):
     decoder_mlp: int = 0
     decoder_layers: int = 1
     write_n: int = 0
+    image_shape: tuple[int, int, int] = MNIST_SHAPE
 
     @nn.compact
     def __call__(self, x, eps):
         """Encodes.
 
         Args:
-          x: `[B, 784]` images in [0, 1].
+          x: `[B, H * W * C]` flattened images in [0, 1] (784 for MNIST).
           eps: `[B, steps, latent]` standard normal noise (the reparameterisation's only
             randomness, so the caller owns the key).
 
@@ -357,7 +371,7 @@ class Encoder(nn.Module):
                        in_axes=nn.broadcast, out_axes=1, length=self.t, unroll=self.unroll)
         zeros = _zeros(x, self.hidden)
         _, (h, win) = scan(self.hidden, self.read_n, self.numerics, name='glimpse')(
-            (zeros, zeros), _image(x))
+            (zeros, zeros), _image(x, self.image_shape))
         return h, win
 
     def _interleaved(self, x, eps):
@@ -365,7 +379,8 @@ class Encoder(nn.Module):
         scan = nn.scan(DrawStep, variable_broadcast='params', split_rngs={'params': False},
                        in_axes=(1, nn.broadcast), out_axes=1, unroll=self.unroll)
         step = scan(self.latent, self.hidden, self.read_n, self.numerics, self.decoder_hidden,
-                    self.decoder_mlp, self.decoder_layers, self.write_n, name='draw')
+                    self.decoder_mlp, self.decoder_layers, self.write_n, self.image_shape,
+                    name='draw')
         enc = (_zeros(x, self.hidden),) * 2
         dec = (_zeros(x, self.decoder_hidden),) * 2
         _, out = step((enc, dec, jnp.zeros_like(x)), eps, x)
@@ -378,8 +393,8 @@ class Encoder(nn.Module):
 
 
 class Decoder(nn.Module):
-    """BiGRAN's canvas decoder (section 4.2): an LSTM over z_1..z_t, a linear map to 784 per step,
-    a cumulative sum over steps (the canvas) and a sigmoid.
+    """BiGRAN's canvas decoder (section 4.2): an LSTM over z_1..z_t, a linear map to every pixel
+    (784 for MNIST) per step, a cumulative sum over steps (the canvas) and a sigmoid.
 
     With DRAW's attention (`write_n` = N > 0) each step writes an N x N patch through a window
     (`bigran_jax.attention.WriteAttention`, eqs 28-29) instead of all 784 pixels; the windows are
@@ -394,7 +409,8 @@ class Decoder(nn.Module):
         none, the paper's decoder). Without them the final canvas is `sigmoid(W sum_s h_s + b)`,
         a linear map of a 128-vector; with them each step adds a nonlinear stroke.
       mlp_layers: how many such layers (with `mlp` > 0).
-      write_n: N of the N x N patch written per step (0: all 784 pixels, the paper's).
+      write_n: N of the N x N patch written per step (0: every pixel, the paper's).
+      image_shape: (H, W, C) of the images it draws (flattened on output).
     """
 
     hidden: int = 128
@@ -403,13 +419,15 @@ class Decoder(nn.Module):
     mlp: int = 0
     mlp_layers: int = 1
     write_n: int = 0
+    image_shape: tuple[int, int, int] = MNIST_SHAPE
 
     @nn.compact
     def __call__(self, z):
-        """`z`: `[B, t, latent]` -> canvases `[B, t, 784]` in [0, 1], the image after each step."""
+        """`z`: `[B, t, latent]` -> canvases `[B, t, H * W * C]` in [0, 1], the image after each
+        step."""
         h = LSTM(self.hidden, unroll=self.unroll, numerics=self.numerics)(z)
         update, win = _stroke(h, mlp=self.mlp, mlp_layers=self.mlp_layers, write_n=self.write_n,
-                              numerics=self.numerics)
+                              numerics=self.numerics, image_shape=self.image_shape)
         if win is not None:
             self.sow('intermediates', 'write_window', win)
         return nn.sigmoid(jnp.cumsum(update, axis=1))

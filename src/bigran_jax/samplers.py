@@ -2,7 +2,8 @@
 kept on device, the toy's one-hot categories, the 2-D mixtures, stacked MNIST's channels, and
 generator noise. Pure and jittable; `bigran_jax.data` reads MNIST's files.
 
-Training keeps the images on device as uint8 `[N, 784]` (`to_device_dataset`, a quarter of the
+Training keeps the images on device as flat uint8 rows `[N, H * W * C]` (`to_device_dataset`:
+`[N, 784]` for MNIST, a quarter of the
 float32 memory) and draws batches inside the jitted step (`sample_batch`), so no batch crosses from
 the host during training.
 """
@@ -14,24 +15,25 @@ import jax.numpy as jnp
 import numpy as np
 
 from bigran_jax.config import NOISES
-from bigran_jax.data import IMAGE_SIDE
+from bigran_jax.models import IMAGE_SIDE
 
 
 def to_device_dataset(images_u8) -> jax.Array:
     """Puts images on the default device as flat uint8 rows.
 
     Args:
-      images_u8: uint8 `[N, 28, 28, 1]` (or `[N, 28, 28]`, `[N, 784]`), numpy or jax.
+      images_u8: uint8 `[N, H, W, C]` (MNIST: `[N, 28, 28, 1]`), or any `[N, ...]`, numpy or jax.
 
     Returns:
-      uint8 `[N, 784]` jax array: a quarter of float32's memory; `sample_batch` converts batches.
+      uint8 `[N, H * W * C]` jax array: a quarter of float32's memory; `sample_batch` converts
+      batches.
     """
     images = jnp.asarray(images_u8)
     if images.dtype != jnp.uint8:
         raise ValueError(f'expected uint8 images, got {images.dtype}')
-    if images.ndim < 2 or int(np.prod(images.shape[1:])) != IMAGE_SIDE * IMAGE_SIDE:
-        raise ValueError(f'expected images of 784 pixels each, got shape {images.shape}')
-    return images.reshape(images.shape[0], IMAGE_SIDE * IMAGE_SIDE)
+    if images.ndim < 2:
+        raise ValueError(f'expected images [N, H, W, C], got shape {images.shape}')
+    return images.reshape(images.shape[0], int(np.prod(images.shape[1:])))
 
 
 def sample_batch(key: jax.Array, images: jax.Array, batch_size: int) -> jax.Array:
@@ -42,11 +44,11 @@ def sample_batch(key: jax.Array, images: jax.Array, batch_size: int) -> jax.Arra
 
     Args:
       key: PRNG key.
-      images: uint8 `[N, 784]` from `to_device_dataset`.
+      images: uint8 `[N, H * W * C]` from `to_device_dataset`.
       batch_size: rows to draw; a static Python int under `jit`.
 
     Returns:
-      float32 `[batch_size, 784]` in [0, 1].
+      float32 `[batch_size, H * W * C]` in [0, 1].
     """
     index = jax.random.randint(key, (batch_size,), 0, images.shape[0])
     return jnp.take(images, index, axis=0).astype(jnp.float32) / 255.0

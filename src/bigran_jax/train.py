@@ -24,6 +24,7 @@ state is stacked and whose `split` hands each member's slice to that member's ou
 
 from __future__ import annotations
 
+import copy
 import os
 import signal
 import time
@@ -63,18 +64,20 @@ class Run:
                              'population.Population trains several as one program')
         for c in configs:
             config_lib.validate(c)
-        self.configs = configs
-        self.config = config = configs[0]
+        config = configs[0]
         self.experiment = EXPERIMENTS[config.experiment]
         self.mesh = parallel.make_mesh(config.num_devices)
         self.per_device_batch = config.train.batch_size // self.mesh.size  # validate: splits
-        self.mnist = None
+        self.mnist = None  # the dataset (`data.Dataset`; MNIST unless data.name says otherwise)
         self.train_images = None
         if self.experiment.NEEDS_DATA:
-            self.mnist = data_lib.load_mnist(config.data.source, config.data.dir)
+            self.mnist = data_lib.load_data(config.data.source, config.data.dir, config.data.name)
             logging.info('data: %s', self.mnist.description)
+            configs = tuple(with_image_shape(c, self.mnist.image_shape) for c in configs)
+            config = configs[0]
             self.train_images = parallel.replicate(
                 samplers.to_device_dataset(self.mnist.train_images), self.mesh)
+        self.configs, self.config = configs, config
         self.game = self.experiment.make_game(config)
         self.lr_scale = 1.0
         self.tx = optim.make_optimizers(config.train)
@@ -145,6 +148,14 @@ class Run:
                 'lr_scale': self.lr_scale, 'rollbacks': 0}
         return checkpoints.Checkpointer(os.path.join(workdir, 'checkpoints'),
                                         max_to_keep=config.checkpoint.keep, meta=meta)
+
+
+def with_image_shape(config: ml_collections.ConfigDict, shape) -> ml_collections.ConfigDict:
+    """A copy of `config` whose `data.image_shape` is `shape` (H, W, C), the data's: the networks
+    are built for it, and the run's config.json records it."""
+    config = copy.deepcopy(config)
+    config_lib.config_set(config, 'data.image_shape', tuple(int(n) for n in shape))
+    return config
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict | Run,

@@ -23,7 +23,7 @@ import numpy as np
 from bigran_jax import attention_figures, figures, metrics
 from bigran_jax.experiments import common
 from bigran_jax.losses import bigran_losses, clips_bce
-from bigran_jax.models import IMAGE_SIZE, Decoder, Encoder, JointDiscriminator
+from bigran_jax.models import MNIST_SHAPE, Decoder, Encoder, JointDiscriminator
 from bigran_jax.samplers import sample_batch
 from bigran_jax.steps import Game
 from bigran_jax.util import batched
@@ -50,9 +50,14 @@ class BiGRAN:
     def latent(self) -> int:
         return self.encoder.latent
 
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """(H, W, C) of the images: the networks take and give them flattened, `[B, H * W * C]`."""
+        return tuple(self.decoder.image_shape)
+
     def init(self, key) -> dict:
         ke, kg, kd = jax.random.split(key, 3)
-        x = jnp.zeros((self.discriminator.k, IMAGE_SIZE))
+        x = jnp.zeros((self.discriminator.k, int(np.prod(self.image_shape))))
         z = jnp.zeros((self.discriminator.k, self.t, self.latent))
         return {'d': self.discriminator.init(kd, x, z)['params'],
                 'g': {'encoder': self.encoder.init(ke, x, z)['params'],
@@ -64,14 +69,15 @@ class BiGRAN:
         Args:
           params: `{'g': {'encoder': ..., 'decoder': ...}}` (`pretrained.load()`, or a train
             state's params).
-          x: `[B, 28, 28, 1]`, `[B, 28, 28]` or `[B, 784]` images: float in [0, 1], or uint8 in
-            [0, 255] (scaled by 1/255, as `load_mnist` returns them).
+          x: images `[B, H, W, C]` (MNIST: `[B, 28, 28, 1]`), `[B, H, W]` when C is 1, or flat
+            `[B, H * W * C]`: float in [0, 1], or uint8 in [0, 255] (scaled by 1/255, as
+            `load_data` returns them).
           key: PRNG key for eps.
 
         Returns:
           `(z, mu, logvar)`, each `[B, t, latent]` float32.
         """
-        x = check_images(x, 'x')
+        x = check_images(x, 'x', self.image_shape)
         eps = jax.random.normal(check_key(key), (x.shape[0], self.t, self.latent))
         return self.encoder.apply({'params': _part(params, 'encoder')}, x, eps)
 
@@ -79,25 +85,25 @@ class BiGRAN:
         """`(h, mu)` from one pass of the encoder on images `x` (as `encode`): its LSTM outputs
         `[B, t, hidden]`, the layer before its mu and log sigma^2 heads (BiGAN's code scores
         both by 1-NN), and mu `[B, t, latent]`."""
-        x = check_images(x, 'x')
+        x = check_images(x, 'x', self.image_shape)
         eps = jnp.zeros((x.shape[0], self.t, self.latent))
         (_, mu, _), state = self.encoder.apply({'params': _part(params, 'encoder')}, x, eps,
                                                mutable=['intermediates'])
         return state['intermediates']['features'][0], mu
 
     def decode(self, params: dict, z: ArrayLike) -> jax.Array:
-        """Latents `z` `[B, t, latent]` -> the canvas after every step, `[B, t, 784]` float32 in
-        [0, 1] (`[:, -1]` is the image)."""
+        """Latents `z` `[B, t, latent]` -> the canvas after every step, flat `[B, t, H * W * C]`
+        (`[B, t, 784]` for MNIST) float32 in [0, 1] (`[:, -1]` is the image)."""
         z = check_latents(z, self.t, self.latent)
         return self.decoder.apply({'params': _part(params, 'decoder')}, z)
 
     def reconstruct(self, params: dict, x: ArrayLike, key: jax.Array) -> jax.Array:
-        """`decode(encode(x))`: `[B, t, 784]` canvases of images `x` (as `encode`); another key
-        gives another stochastic reconstruction."""
+        """`decode(encode(x))`: `[B, t, H * W * C]` canvases of images `x` (as `encode`); another
+        key gives another stochastic reconstruction."""
         return self.decode(params, self.encode(params, x, key)[0])
 
     def sample(self, params: dict, n: int, key: jax.Array) -> jax.Array:
-        """`n` samples from the prior, `[n, t, 784]` canvases (the last step is the image)."""
+        """`n` samples from the prior, `[n, t, H * W * C]` canvases (the last step is the image)."""
         if isinstance(n, jax.Array) and jax.dtypes.issubdtype(n.dtype, jax.dtypes.prng_key):
             raise TypeError('sample(params, n, key): n is a PRNG key; the count comes before '
                             'the key')
@@ -129,27 +135,30 @@ def check_key(key) -> jax.Array:
                     f'{type(key).__name__} {getattr(key, "shape", "")}'.rstrip())
 
 
-def check_images(x, name: str = 'x') -> jax.Array:
-    """MNIST images in any common layout -> float32 `[B, 784]` in [0, 1], or a ValueError /
-    TypeError naming `name` and what is wrong (shape, dtype, range).
+def check_images(x, name: str = 'x', image_shape: tuple[int, ...] = MNIST_SHAPE) -> jax.Array:
+    """Images of `image_shape` (H, W, C) in any common layout -> float32 `[B, H * W * C]` in
+    [0, 1], or a ValueError / TypeError naming `name` and what is wrong (shape, dtype, range).
 
-    Accepted: `[B, 28, 28, 1]`, `[B, 28, 28]`, `[B, 784]`; uint8 in [0, 255] (scaled by 1/255)
-    or float in [0, 1]. One image needs its batch axis (`x[None]`). The range is checked where
-    the values are known (not inside `jax.jit`).
+    Accepted: `[B, H, W, C]`, `[B, H, W]` when C is 1, `[B, H * W * C]` (MNIST: `[B, 28, 28, 1]`,
+    `[B, 28, 28]`, `[B, 784]`); uint8 in [0, 255] (scaled by 1/255) or float in [0, 1]. One image
+    needs its batch axis (`x[None]`). The range is checked where the values are known (not inside
+    `jax.jit`).
     """
+    h, w, c = image_shape
+    size = h * w * c
+    layouts = [(h, w, c), (size,)] + ([(h, w)] if c == 1 else [])
     shape = tuple(np.shape(x))
-    if len(shape) < 2 or shape[1:] not in ((IMAGE_SIZE,), (28, 28), (28, 28, 1)):
-        hint = '; add a batch axis (x[None])' if shape in ((IMAGE_SIZE,), (28, 28),
-                                                          (28, 28, 1)) else ''
-        raise ValueError(f'{name}: expected images [B, 28, 28, 1], [B, 28, 28] or [B, 784], '
-                         f'got shape {shape}{hint}')
+    if len(shape) < 2 or shape[1:] not in layouts:
+        hint = '; add a batch axis (x[None])' if shape in layouts else ''
+        names = ', '.join(f'[B, {", ".join(map(str, s))}]' for s in layouts)
+        raise ValueError(f'{name}: expected images {names}, got shape {shape}{hint}')
     dtype = np.dtype(x.dtype) if hasattr(x, 'dtype') else np.asarray(x).dtype
     if dtype == np.uint8:
-        return jnp.reshape(jnp.asarray(x, jnp.float32) / 255.0, (shape[0], IMAGE_SIZE))
+        return jnp.reshape(jnp.asarray(x, jnp.float32) / 255.0, (shape[0], size))
     if not np.issubdtype(dtype, np.floating):
         raise TypeError(f'{name}: expected float images in [0, 1] or uint8 in [0, 255], got '
                         f'dtype {dtype}')
-    x = jnp.reshape(jnp.asarray(x, jnp.float32), (shape[0], IMAGE_SIZE))
+    x = jnp.reshape(jnp.asarray(x, jnp.float32), (shape[0], size))
     if not isinstance(x, jax.core.Tracer) and x.size and (x.min() < 0 or x.max() > 1):
         raise ValueError(f'{name}: float images must lie in [0, 1], got values in '
                          f'[{float(x.min()):.3g}, {float(x.max()):.3g}]')
@@ -171,14 +180,16 @@ def model(config) -> BiGRAN:
     # DRAW's attention (configs/bigran.py:attention); a config written before these keys has none
     # of it. With read_steer 'decoder' the encoder runs its own copy of this decoder, interleaved.
     write_n = m.get('write_n', 0)
+    shape = common.image_shape(config)
     return BiGRAN(
         encoder=Encoder(latent=m.latent, t=m.t, hidden=m.hidden, unroll=m.unroll,
                         numerics=m.numerics, read_n=m.get('read_n', 0),
                         read_steer=m.get('read_steer', 'own'), decoder_hidden=m.hidden,
                         decoder_mlp=m.decoder_mlp, decoder_layers=m.decoder_layers,
-                        write_n=write_n),
+                        write_n=write_n, image_shape=shape),
         decoder=Decoder(hidden=m.hidden, unroll=m.unroll, numerics=m.numerics,
-                        mlp=m.decoder_mlp, mlp_layers=m.decoder_layers, write_n=write_n),
+                        mlp=m.decoder_mlp, mlp_layers=m.decoder_layers, write_n=write_n,
+                        image_shape=shape),
         discriminator=JointDiscriminator(k=m.k, hidden=m.d_hidden, dropout=m.dropout,
                                          lstm_dropout=m.lstm_dropout, unroll=m.unroll,
                                          numerics=m.numerics, minibatch=m.d_minibatch,
@@ -202,11 +213,12 @@ def make_game(config) -> Game:
 
 
 def _prior_samples(net: BiGRAN, params, key, n: int) -> np.ndarray:
-    """At least `n` (and 100) prior samples `[>= n, t, 784]`, drawn 1,000 at a time from keys
+    """At least `n` (and 100) prior samples `[>= n, t, H, W, C]`, drawn 1,000 at a time from keys
     `fold_in(key, i)`."""
     sample = jax.jit(lambda k: net.sample(params, 1000, k))
-    return np.concatenate([np.asarray(sample(jax.random.fold_in(key, i)))
+    flat = np.concatenate([np.asarray(sample(jax.random.fold_in(key, i)))
                            for i in range(-(-max(n, 100) // 1000))])
+    return flat.reshape(*flat.shape[:2], *net.image_shape)
 
 
 def snapshot(params, config, key, workdir, step, tb, mnist) -> dict | None:
@@ -215,7 +227,7 @@ def snapshot(params, config, key, workdir, step, tb, mnist) -> dict | None:
     when 0): how the samples improve with training."""
     net = model(config)
     n = config.eval.snapshot_samples
-    final = _prior_samples(net, params, key, n)[:, -1].reshape(-1, 28, 28)
+    final = _prior_samples(net, params, key, n)[:, -1]
     common.save_snapshot(final, workdir, step, tb)
     if not n:
         return None
@@ -230,24 +242,26 @@ def save_figures(net: BiGRAN, params: dict, test_x: np.ndarray, sampled: np.ndar
     interpolation grid, and GIFs of the canvas being drawn (samples and reconstructions).
 
     Args:
-      test_x: `[>= 16, 784]` test images in [0, 1]; sampled: `[>= 100, t, 784]` prior samples'
-        canvases.
+      test_x: `[>= 16, H, W, C]` test images in [0, 1]; sampled: `[>= 100, t, H, W, C]` prior
+        samples' canvases.
     """
     t = net.t
+    shape = net.image_shape
+    as_images = lambda flat: np.asarray(flat).reshape(*np.shape(flat)[:-1], *shape)
     k_many, k_steps, k_gif = jax.random.split(key, 3)
     out = lambda name: os.path.join(workdir, name)
     figs = [figures.save_labelled_grid(
         out('samples.png'), sampled[:100, -1], 10, 10,
         title=f'BiGRAN: 100 prior samples (final canvas, step {t} of {t})')]
-    many = jax.vmap(lambda k: net.reconstruct(params, test_x[:10], k)[:, -1])(
-        jax.random.split(k_many, 10))  # [10 draws, 10 images, 784]
+    many = as_images(jax.vmap(lambda k: net.reconstruct(params, test_x[:10], k)[:, -1])(
+        jax.random.split(k_many, 10)))  # [10 draws, 10 images, H, W, C]
     figs.append(figures.save_reconstructions(
         out('reconstructions.png'), test_x[:10], many,
         title='BiGRAN: each input (framed) and 10 stochastic reconstructions'))
-    canvases = np.asarray(net.reconstruct(params, test_x[:10], k_steps))  # [10, t, 784]
+    canvases = as_images(net.reconstruct(params, test_x[:10], k_steps))  # [10, t, H, W, C]
     steps_rows = np.concatenate([test_x[:10, None], canvases], axis=1)
     figs.append(figures.save_labelled_grid(
-        out('canvas_steps.png'), steps_rows.reshape(-1, IMAGE_SIZE), 10, t + 1,
+        out('canvas_steps.png'), steps_rows.reshape(-1, *shape), 10, t + 1,
         title='BiGRAN: the canvas after each step',
         col_labels=['input'] + [f'step {s}' for s in range(1, t + 1)], marked_cols=(0,)))
     # Between the encoder's means of two test digits, decoded: a smooth path says the latent
@@ -255,22 +269,22 @@ def save_figures(net: BiGRAN, params: dict, test_x: np.ndarray, sampled: np.ndar
     mu = np.asarray(net.encode(params, test_x[:16], jax.random.key(0))[1])  # [16, t, m]
     alpha = np.linspace(0.0, 1.0, 8)[None, :, None, None]
     path = (1 - alpha) * mu[:8, None] + alpha * mu[8:16, None]  # [8 pairs, 8, t, m]
-    decoded = np.asarray(net.decode(params, path.reshape(64, t, -1)))[:, -1].reshape(8, 8, -1)
+    decoded = as_images(net.decode(params, path.reshape(64, t, -1))[:, -1]).reshape(8, 8, *shape)
     rows = np.concatenate([test_x[:8, None], decoded, test_x[8:16, None]], axis=1)
     figs.append(figures.save_labelled_grid(
-        out('interpolation.png'), rows.reshape(-1, IMAGE_SIZE), 8, 10,
+        out('interpolation.png'), rows.reshape(-1, *shape), 8, 10,
         title='BiGRAN: decoded path between the means of two test digits (framed)',
         col_labels=['from'] + [f'{a:.2f}' for a in np.linspace(0, 1, 8)] + ['to'],
         marked_cols=(0, 9)))
     # The canvas being drawn: every frame one step.
     steps = [f'step {s} of {t}' for s in range(1, t + 1)]
-    figs.append(figures.save_gif(out('samples_drawing.gif'), sampled[:64].transpose(1, 0, 2),
+    figs.append(figures.save_gif(out('samples_drawing.gif'), sampled[:64].swapaxes(0, 1),
                                  8, 8, titles=[f'BiGRAN samples, {s}' for s in steps]))
-    draws = np.asarray(jax.vmap(lambda k: net.reconstruct(params, test_x[:8], k))(
-        jax.random.split(k_gif, 5)))  # [5 draws, 8 images, t, 784]
-    frames = np.concatenate([np.broadcast_to(test_x[None, :8, None], (t, 8, 1, IMAGE_SIZE)),
-                             draws.transpose(2, 1, 0, 3)], axis=2)  # [t, 8, 6, 784]
-    figs.append(figures.save_gif(out('reconstructions_drawing.gif'), frames.reshape(t, 48, -1),
+    draws = as_images(jax.vmap(lambda k: net.reconstruct(params, test_x[:8], k))(
+        jax.random.split(k_gif, 5)))  # [5 draws, 8 images, t, H, W, C]
+    frames = np.concatenate([np.broadcast_to(test_x[None, :8, None], (t, 8, 1, *shape)),
+                             np.moveaxis(draws, (0, 1, 2), (2, 1, 0))], axis=2)  # [t, 8, 6, ...]
+    figs.append(figures.save_gif(out('reconstructions_drawing.gif'), frames.reshape(t, 48, *shape),
                                  8, 6, marked_cols=(0,),
                                  titles=[f'BiGRAN: input, 5 reconstructions, {s}' for s in steps]))
     return figs
@@ -282,36 +296,41 @@ def evaluate(params, config, mnist, key, workdir) -> tuple[dict, list, str]:
     k_sample, k_rec, k_many = jax.random.split(key, 3)
     n = config.eval.num_samples
     t = net.t
+    shape, size = net.image_shape, int(np.prod(net.image_shape))
     ids = np.arange(n) % mnist.test_images.shape[0]  # repeats the test split if n exceeds it
-    test_x = mnist.test_images[ids].reshape(n, IMAGE_SIZE).astype(np.float32) / 255.0
+    test_x = mnist.test_images[ids].reshape(n, size).astype(np.float32) / 255.0  # flat [n, HWC]
     test_y = mnist.test_labels[ids]
-    sampled = _prior_samples(net, params, k_sample, n)  # [>= n, t, 784]
+    sampled = _prior_samples(net, params, k_sample, n)  # [>= n, t, H, W, C]
     generated = sampled[:, -1]
     rec_keys = np.asarray(jax.random.key_data(jax.random.split(k_rec, n)))
     reconstruct = jax.jit(jax.vmap(
         lambda x, kd: net.reconstruct(params, x[None], jax.random.wrap_key_data(kd))[0]))
-    canvases = batched(reconstruct, test_x, rec_keys)  # [n, t, 784]
+    canvases = batched(reconstruct, test_x, rec_keys)  # [n, t, H * W * C]
+    canvases = canvases.reshape(n, t, *shape)
 
-    first = mnist.test_images[:16].reshape(-1, IMAGE_SIZE).astype(np.float32) / 255.0
+    # The figures' 16 test images (repeated when the test split is smaller).
+    first = mnist.test_images[np.arange(16) % len(mnist.test_images)].astype(np.float32) / 255.0
     figs = save_figures(net, params, first, sampled, k_many, workdir)
     if config.model.get('write_n', 0):  # each step's canvas with the window it wrote through
         figs += attention_figures.save_model_attention(net, params, jax.random.fold_in(k_many, 1),
                                                        workdir, 'BiGRAN')
 
     generated = generated[:n]
-    shape = (-1, 28, 28)
+    # As saved before images had a shape: [N, H, W] when C is 1 (MNIST's [N, 28, 28]).
+    saved = shape[:2] if shape[2] == 1 else shape
+    test_images = test_x.reshape(n, *shape)
     np.savez_compressed(
-        os.path.join(workdir, 'samples.npz'), generated=generated.reshape(shape),
-        test_images=test_x.reshape(shape), test_labels=test_y,
-        reconstructions=canvases[:, -1].reshape(shape),
-        canvases=canvases.reshape(n, t, 28, 28))
+        os.path.join(workdir, 'samples.npz'), generated=generated.reshape(n, *saved),
+        test_images=test_images.reshape(n, *saved), test_labels=test_y,
+        reconstructions=canvases[:, -1].reshape(n, *saved),
+        canvases=canvases.reshape(n, t, *saved))
 
     clf = common.judge(config, mnist)
     results = common.sample_metrics(clf, mnist, generated)
-    probs_test, features_test = clf.predict(test_x)
+    probs_test, features_test = clf.predict(test_images)
     judged = [clf.predict(canvases[:, s]) for s in range(t)]  # (probs, features) per step
     pred_rec = judged[-1][0].argmax(-1)
-    step_error = metrics.per_step_error(canvases, test_x)
+    step_error = metrics.per_step_error(canvases, test_images)
     # How much each step's canvas looks like MNIST: it should fall as the canvas sharpens.
     step_frechet = [metrics.frechet_distance(f, features_test) for _, f in judged]
     sample_step_frechet = [metrics.frechet_distance(clf.predict(sampled[:n, s])[1], features_test)
@@ -319,10 +338,10 @@ def evaluate(params, config, mnist, key, workdir) -> tuple[dict, list, str]:
     # Reconstructions through the encoder's means (z = mu), beside the stochastic ones.
     reconstruct_mu = jax.jit(lambda x: net.decode(params, net.encode(
         params, x, jax.random.key(0))[1])[:, -1])
-    pred_mu = clf.predict(batched(reconstruct_mu, test_x))[0].argmax(-1)
+    pred_mu = clf.predict(batched(reconstruct_mu, test_x).reshape(n, *shape))[0].argmax(-1)
     # 1-NN classification of the test set by the training set, on the encoder's means and on the
     # layer before them (BiGAN's code reports both: NNC_e and NNC_e-).
-    train_x = mnist.train_images.reshape(-1, IMAGE_SIZE).astype(np.float32) / 255.0
+    train_x = mnist.train_images.reshape(-1, size).astype(np.float32) / 255.0
     n_test = mnist.test_images.shape[0]
     codes = jax.jit(lambda x: [a.reshape(len(x), -1) for a in net.features(params, x)])
     train_codes, test_codes = batched(codes, train_x), batched(codes, test_x[:n_test])

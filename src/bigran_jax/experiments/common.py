@@ -8,6 +8,14 @@ import numpy as np
 
 from bigran_jax import classifier as classifier_lib
 from bigran_jax import figures, metrics
+from bigran_jax.models import MNIST_SHAPE
+
+
+def image_shape(config) -> tuple[int, int, int]:
+    """(H, W, C) of the run's images, `config.data.image_shape` (set from the data when a run
+    starts); MNIST's (28, 28, 1) for a config that predates the key."""
+    data = config.get('data') or {}
+    return tuple(int(n) for n in data.get('image_shape', MNIST_SHAPE))
 
 
 def judge(config, mnist) -> classifier_lib.Classifier:
@@ -24,7 +32,8 @@ def sample_metrics(clf: classifier_lib.Classifier, mnist, generated) -> dict:
 
 
 def save_snapshot(images, workdir: str, step: int, tb) -> str:
-    """A 10 x 10 grid of `images` `[>=100, 28, 28]` as `samples_<step>.png` and in TensorBoard."""
+    """A 10 x 10 grid of `images` `[>=100, H, W, C]` (or `[>=100, H, W]`) as
+    `samples_<step>.png` and in TensorBoard."""
     grid = figures.image_grid(np.asarray(images)[:100], 10, 10)
     if tb is not None:
         tb.image(step, 'samples', grid)

@@ -50,7 +50,7 @@ from bigran_jax import attention_figures, figures, metrics
 from bigran_jax.experiments import common
 from bigran_jax.experiments.bigran import ArrayLike, check_images, check_key, check_latents
 from bigran_jax.losses import l1_penalty
-from bigran_jax.models import IMAGE_SIZE, Decoder, Encoder, with_decoder, without_decoder
+from bigran_jax.models import Decoder, Encoder, with_decoder, without_decoder
 from bigran_jax.samplers import sample_batch
 from bigran_jax.steps import Game
 from bigran_jax.util import batched
@@ -80,8 +80,13 @@ class DRAW:
     def latent(self) -> int:
         return self.encoder.latent
 
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """(H, W, C) of the images, which the networks take and give flattened."""
+        return tuple(self.decoder.image_shape)
+
     def init(self, key) -> dict:
-        x = jnp.zeros((1, IMAGE_SIZE))
+        x = jnp.zeros((1, int(np.prod(self.image_shape))))
         eps = jnp.zeros((1, self.t, self.latent))
         encoder, decoder = without_decoder(self.encoder.init(key, x, eps)['params'])
         return {'d': {}, 'g': {'encoder': encoder, 'decoder': decoder}}
@@ -102,26 +107,29 @@ class DRAW:
         return out
 
     def encode(self, params: dict, x: ArrayLike, key: jax.Array) -> tuple[jax.Array, ...]:
-        """`(z, mu, logvar)`, each `[B, T, Z]`, of images `x` (`[B, 28, 28, 1]`, `[B, 28, 28]` or
-        `[B, 784]`; float in [0, 1] or uint8), fresh noise from `key` at every step."""
-        x = check_images(x, 'x')
+        """`(z, mu, logvar)`, each `[B, T, Z]`, of images `x` (`[B, H, W, C]`, `[B, H, W]` when C
+        is 1, or flat; MNIST `[B, 28, 28, 1]`; float in [0, 1] or uint8), fresh noise from `key`
+        at every step."""
+        x = check_images(x, 'x', self.image_shape)
         eps = jax.random.normal(check_key(key), (x.shape[0], self.t, self.latent))
         out = self.infer(_g(params), x, eps)
         return out['z'], out['mu'], out['logvar']
 
     def decode(self, params: dict, z: ArrayLike) -> jax.Array:
-        """Latents `z` `[B, T, Z]` -> the canvas after every step, sigmoid(c_t), `[B, T, 784]`."""
+        """Latents `z` `[B, T, Z]` -> the canvas after every step, sigmoid(c_t),
+        `[B, T, H * W * C]`."""
         z = check_latents(z, self.t, self.latent)
         return self.decoder.apply({'params': _g(params)['decoder']}, z)
 
     def reconstruct(self, params: dict, x: ArrayLike, key: jax.Array) -> jax.Array:
-        """`decode(encode(x))` in one pass: `[B, T, 784]` canvases of images `x` (as `encode`)."""
-        x = check_images(x, 'x')
+        """`decode(encode(x))` in one pass: `[B, T, H * W * C]` canvases of images `x` (as
+        `encode`)."""
+        x = check_images(x, 'x', self.image_shape)
         eps = jax.random.normal(check_key(key), (x.shape[0], self.t, self.latent))
         return jax.nn.sigmoid(self.infer(_g(params), x, eps)['logits'])
 
     def sample(self, params: dict, n: int, key: jax.Array) -> jax.Array:
-        """`n` samples from the prior, `[n, T, 784]` canvases (the last step is the image)."""
+        """`n` samples from the prior, `[n, T, H * W * C]` canvases (the last step is the image)."""
         if not isinstance(n, int | np.integer) or isinstance(n, bool) or n < 1:
             raise TypeError(f'n: expected a positive int (samples to draw), got {n!r}')
         z = jax.random.normal(check_key(key), (int(n), self.t, self.latent))
@@ -130,7 +138,7 @@ class DRAW:
     def bound(self, params: dict, x: ArrayLike, key: jax.Array) -> tuple[jax.Array, jax.Array]:
         """`(nll [B], kl [B])` in nats of binary images `x` (as `encode`; values other than 0 and
         1 are read as Bernoulli targets); their sum is the negative variational bound."""
-        x = check_images(x, 'x')
+        x = check_images(x, 'x', self.image_shape)
         eps = jax.random.normal(check_key(key), (x.shape[0], self.t, self.latent))
         out = self.infer(_g(params), x, eps)
         return nll_and_kl(out['logits'][:, -1], x, out['mu'], out['logvar'])
@@ -184,12 +192,13 @@ def _no_discriminator(d_params, g_params, batch, key):
 def model(config) -> DRAW:
     """The networks `config.model` describes, with their public functions."""
     m = config.model
+    shape = common.image_shape(config)
     return DRAW(
         encoder=Encoder(latent=m.latent, t=m.t, hidden=m.hidden, unroll=m.unroll,
                         numerics=m.numerics, read_n=m.read_n, read_steer='decoder',
-                        decoder_hidden=m.hidden, write_n=m.write_n),
+                        decoder_hidden=m.hidden, write_n=m.write_n, image_shape=shape),
         decoder=Decoder(hidden=m.hidden, unroll=m.unroll, numerics=m.numerics,
-                        write_n=m.write_n))
+                        write_n=m.write_n, image_shape=shape))
 
 
 def binarize(key, images) -> jax.Array:
@@ -200,7 +209,8 @@ def binarize(key, images) -> jax.Array:
 def binarized_test_images(mnist) -> np.ndarray:
     """The test split's one fixed binarisation, float32 `[N, 784]` of 0 / 1, drawn with
     `jax.random.key(TEST_BINARIZATION_SEED)`."""
-    p = mnist.test_images.reshape(-1, IMAGE_SIZE).astype(np.float32) / 255.0
+    images = np.asarray(mnist.test_images)
+    p = images.reshape(len(images), -1).astype(np.float32) / 255.0
     return np.asarray(binarize(jax.random.key(TEST_BINARIZATION_SEED), p))
 
 
@@ -279,7 +289,7 @@ def snapshot(params, config, key, workdir, step, tb, mnist) -> dict | None:
     n = config.eval.snapshot_samples
     k_sample, k_bound = jax.random.split(key)
     final, _, _ = _samples(net, params, k_sample, n, [net.t - 1])
-    common.save_snapshot(final.reshape(-1, 28, 28), workdir, step, tb)
+    common.save_snapshot(final.reshape(-1, *net.image_shape), workdir, step, tb)
     if not n:
         return None
     out = common.sample_metrics(common.judge(config, mnist), mnist, final[:n])
@@ -299,16 +309,17 @@ def save_figures(net: DRAW, params: dict, test_x: np.ndarray, first: np.ndarray,
       test_x: `[>= 10, 784]` binarised test images; first: `[>= 100, S, 784]` prior samples'
         canvases at `steps` (0-based step indices, the last one last).
     """
-    t = net.t
+    t, shape = net.t, net.image_shape
+    as_images = lambda flat: np.asarray(flat).reshape(*np.shape(flat)[:-1], *shape)
     k_many, k_steps, k_attn = jax.random.split(key, 3)
     out = lambda name: os.path.join(workdir, name)
     figs = [figures.save_labelled_grid(
-        out('samples.png'), first[:100, -1], 10, 10,
+        out('samples.png'), as_images(first[:100, -1]), 10, 10,
         title=f'DRAW: 100 prior samples (sigmoid of the final canvas, step {t} of {t})')]
     many = jax.jit(jax.vmap(lambda k: net.reconstruct(params, test_x[:10], k)[:, -1]))(
         jax.random.split(k_many, 10))  # [10 draws, 10 images, 784]
     figs.append(figures.save_reconstructions(
-        out('reconstructions.png'), test_x[:10], many,
+        out('reconstructions.png'), as_images(test_x[:10]), as_images(many),
         title='DRAW: each binarised input (framed) and 10 stochastic reconstructions'))
     g = params['g']
     eps = jax.random.normal(k_steps, (10, t, net.latent))
@@ -316,11 +327,12 @@ def save_figures(net: DRAW, params: dict, test_x: np.ndarray, first: np.ndarray,
     canvases = np.asarray(jax.nn.sigmoid(inferred['logits']))  # [10, T, 784]
     steps_rows = np.concatenate([test_x[:10, None], canvases[:, steps]], axis=1)
     figs.append(figures.save_labelled_grid(
-        out('canvas_steps.png'), steps_rows.reshape(-1, IMAGE_SIZE), 10, len(steps) + 1,
+        out('canvas_steps.png'), as_images(steps_rows.reshape(-1, steps_rows.shape[-1])), 10,
+        len(steps) + 1,
         title='DRAW: the canvas after each step (reconstructions)',
         col_labels=['input'] + [f'step {s + 1}' for s in steps], marked_cols=(0,)))
     figs.append(figures.save_gif(
-        out('samples_drawing.gif'), first[:64].transpose(1, 0, 2), 8, 8,
+        out('samples_drawing.gif'), as_images(first[:64].transpose(1, 0, 2)), 8, 8,
         titles=[f'DRAW samples, step {s + 1} of {t}' for s in steps]))
     if net.decoder.write_n:
         figs += attention_figures.save_model_attention(net, params, k_attn, workdir, 'DRAW')
@@ -331,7 +343,7 @@ def save_figures(net: DRAW, params: dict, test_x: np.ndarray, first: np.ndarray,
             first6(inferred['write_window']), n=net.decoder.write_n,
             read_windows=None if read is None else first6(read), read_n=net.encoder.read_n,
             inputs=test_x[:6], max_steps=MAX_STEPS_SHOWN,
-            title='DRAW: reconstructions, the canvas after each step'))
+            title='DRAW: reconstructions, the canvas after each step', image_shape=shape))
     return figs
 
 
@@ -362,12 +374,13 @@ def evaluate(params, config, mnist, key, workdir) -> tuple[dict, list, str]:
                      batch=batch)
 
     figs = save_figures(net, params, test[:16], first, steps, k_fig, workdir)
-    shape = (-1, 28, 28)
+    h, w, c = net.image_shape
+    shape = (h, w) if c == 1 else (h, w, c)  # MNIST: [N, 28, 28], as before images had a shape
     np.savez_compressed(
-        os.path.join(workdir, 'samples.npz'), generated=generated.reshape(shape),
-        test_images=test_x.reshape(shape), test_labels=test_y,
-        reconstructions=rec.reshape(shape),
-        sample_canvases=first[:100].reshape(-1, len(steps), 28, 28),
+        os.path.join(workdir, 'samples.npz'), generated=generated.reshape(-1, *shape),
+        test_images=test_x.reshape(-1, *shape), test_labels=test_y,
+        reconstructions=rec.reshape(-1, *shape),
+        sample_canvases=first[:100].reshape(-1, len(steps), *shape),
         canvas_steps=np.asarray(steps) + 1)
 
     results.update(common.sample_metrics(clf, mnist, generated))

@@ -21,7 +21,7 @@ from bigran_jax import figures
 from bigran_jax.benchmark_models import MLPFeatures, StrategyDiscriminator
 from bigran_jax.experiments import common
 from bigran_jax.losses import clips_bce, gan_losses
-from bigran_jax.models import IMAGE_SIZE, GroupDiscriminator, MLPGenerator
+from bigran_jax.models import GroupDiscriminator, MLPGenerator
 from bigran_jax.samplers import sample_batch
 from bigran_jax.steps import Game
 
@@ -40,7 +40,8 @@ def model(config):
     else:  # the paper's: an LSTM reading the pixels
         disc = GroupDiscriminator(k=m.k, features=m.d_hidden, bidirectional=m.bidirectional,
                                   unroll=m.unroll, numerics=m.numerics, dropout=m.d_dropout)
-    return MLPGenerator(hidden=m.g_hidden, numerics=m.numerics), disc
+    size = int(np.prod(common.image_shape(config)))
+    return MLPGenerator(hidden=m.g_hidden, numerics=m.numerics, image_size=size), disc
 
 
 def make_game(config) -> Game:
@@ -49,7 +50,7 @@ def make_game(config) -> Game:
 
     def init(key):
         kd, kg = jax.random.split(key)
-        return {'d': disc.init(kd, jnp.zeros((m.k, IMAGE_SIZE)))['params'],
+        return {'d': disc.init(kd, jnp.zeros((m.k, gen.image_size)))['params'],
                 'g': gen.init(kg, jnp.zeros((1, m.latent)))['params']}
 
     def sample(images, key, n):
@@ -73,10 +74,13 @@ def make_game(config) -> Game:
 
 
 def generate(params, config, key, n: int) -> np.ndarray:
-    """`n` samples `[n, 28, 28]` float32 in [0, 1] from the generator."""
+    """`n` samples float32 in [0, 1] from the generator: `[n, H, W]` (MNIST `[n, 28, 28]`), or
+    `[n, H, W, C]` for images of more than one channel."""
     gen, _ = model(config)
     z = jax.random.normal(key, (n, config.model.latent))
-    return np.asarray(jax.jit(gen.apply)({'params': params['g']}, z)).reshape(n, 28, 28)
+    h, w, c = common.image_shape(config)
+    shape = (n, h, w) if c == 1 else (n, h, w, c)
+    return np.asarray(jax.jit(gen.apply)({'params': params['g']}, z)).reshape(shape)
 
 
 def snapshot(params, config, key, workdir, step, tb, mnist) -> dict | None:
