@@ -7,6 +7,7 @@ import sys
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import pytest
 
@@ -15,7 +16,7 @@ import bigran as bigran_config  # noqa: E402
 import draw as draw_config  # noqa: E402
 import rdgan as rdgan_config  # noqa: E402
 
-from bigran_jax import classifier, data, figures, train  # noqa: E402
+from bigran_jax import classifier, config, data, figures, pretrained, train  # noqa: E402
 from bigran_jax.experiments import bigran  # noqa: E402
 
 KEY = jax.random.key(0)
@@ -162,6 +163,9 @@ def test_a_run_on_images_of_another_shape(tmp_path, monkeypatch, module, shape, 
     grey = shape[2] == 1
     assert saved['generated'].shape == (20, *(shape[:2] if grey else shape))
     assert os.path.exists(os.path.join(workdir, 'samples.png'))
+    if module is bigran_config:  # the pretrained format is MNIST's: refused in one line
+        with pytest.raises(ValueError, match='the pretrained format holds MNIST BiGRANs'):
+            pretrained.export(workdir, str(tmp_path / 'export'))
 
 
 def test_a_run_reads_its_shape_from_the_data_whatever_the_config_says(tmp_path, monkeypatch):
@@ -182,3 +186,34 @@ def test_a_bigran_run_on_a_tfds_dataset_by_name(tmp_path, monkeypatch, mock_tfds
     saved = np.load(os.path.join(tmp_path, 'run', 'samples.npz'))
     assert saved['generated'].shape == (20, 32, 32, 3)
     assert saved['canvases'].shape == (20, c.model.t, 32, 32, 3)
+
+
+def test_images_not_28x28x1_are_not_mnist(tmp_path):
+    """Data loaded under the default name 'mnist' must look like MNIST, or the shipped judge would
+    meet it only after training; any other name loads it."""
+    folder = idx_folder(tmp_path / 'colour', COLOUR)
+    with pytest.raises(data.DataError, match='for another dataset set data.name'):
+        data.load_data('idx', folder)
+    assert data.load_data('idx', folder, 'synthetic').image_shape == COLOUR
+
+
+def test_the_judge_of_a_28x28x1_dataset_has_its_own_classes(tmp_path):
+    ds = data.load_data('idx', idx_folder(tmp_path / 'grey', (28, 28, 1), classes=4), 'quarters')
+    clf = classifier.train_classifier(ds, KEY, epochs=1, batch_size=32)
+    assert clf.predict(ds.test_images)[0].shape == (40, 4)  # not MNIST's 10
+
+
+def test_images_too_small_for_the_judge_are_refused_before_training(tmp_path, monkeypatch):
+    monkeypatch.setenv('BIGRAN_CACHE', str(tmp_path / 'cache'))
+    c = tiny(bigran_config, idx_folder(tmp_path / 'small', (8, 8, 1)))
+    with pytest.raises(data.DataError, match='needs images of at least 10 x 10 pixels; these '
+                                             'are 8 x 8'):
+        train.Run(c)
+
+
+def test_a_config_written_before_the_shape_keys_still_validates():
+    c = bigran_config.get_config('tiny').to_dict()
+    del c['data']['image_shape'], c['data']['name']
+    old = config.with_defaults(ml_collections.ConfigDict(c))
+    config.validate(old)
+    assert tuple(old.data.image_shape) == (28, 28, 1) and old.data.name == 'mnist'

@@ -17,11 +17,11 @@ import numpy as np
 
 from bigran_jax import figures
 from bigran_jax.attention import window_box
+from bigran_jax.models import MNIST_SHAPE
 from bigran_jax.util import atomic_write
 
 WRITE_COLOUR = (0.95, 0.2, 0.15)  # the write window's box
 READ_COLOUR = (0.2, 0.85, 0.3)  # the read window's box
-MNIST_SHAPE = (28, 28, 1)
 
 
 def shown_steps(t: int, max_steps: int) -> list[int]:

@@ -36,6 +36,7 @@ import optax
 from absl import logging
 from flax.training import train_state
 
+from bigran_jax.models import MNIST_SHAPE
 from bigran_jax.util import atomic_write, batched
 
 if TYPE_CHECKING:
@@ -47,10 +48,11 @@ FILENAME = 'mnist_classifier.msgpack'
 
 
 class CNN(nn.Module):
-    """conv 32 3x3 relu, maxpool 2, conv 64 3x3 relu, maxpool 2, dense 128 relu, dense 10.
+    """conv 32 3x3 relu, maxpool 2, conv 64 3x3 relu, maxpool 2, dense 128 relu, dense classes.
 
-    'VALID' convolutions (28 -> 26 -> 13 -> 11 -> 5) keep the flattened map at 1,600 values, which
-    halves the parameters and the CPU time of the 'SAME' version at the same accuracy.
+    'VALID' convolutions (MNIST: 28 -> 26 -> 13 -> 11 -> 5) keep the flattened map at 1,600
+    values, which halves the parameters and the CPU time of the 'SAME' version at the same
+    accuracy. Images need at least `MIN_SIDE` pixels a side.
 
     Attributes:
       features: width of the penultimate dense layer.
@@ -62,7 +64,8 @@ class CNN(nn.Module):
 
     @nn.compact
     def __call__(self, x):
-        """`x`: `[B, 28, 28, 1]` float in [0, 1] -> (`[B, 10]` logits, `[B, features]` features)."""
+        """`x`: `[B, H, W, C]` float in [0, 1] -> (`[B, classes]` logits, `[B, features]`
+        features)."""
         x = nn.relu(nn.Conv(32, (3, 3), padding='VALID', name='conv1')(x))
         x = nn.max_pool(x, (2, 2), strides=(2, 2))
         x = nn.relu(nn.Conv(64, (3, 3), padding='VALID', name='conv2')(x))
@@ -73,13 +76,22 @@ class CNN(nn.Module):
         return logits, features
 
 
-MNIST_SHAPE = (28, 28, 1)
+MIN_SIDE = 10  # the smallest image side the CNN's two VALID convolutions and pools leave >= 1
+
+
+def check_image_shape(image_shape) -> None:
+    """A ValueError in one line unless the CNN can read images of `image_shape` (H, W, C)."""
+    h, w, _ = image_shape
+    if min(h, w) < MIN_SIDE:
+        raise ValueError(f'the judge (bigran_jax.classifier.CNN) needs images of at least '
+                         f'{MIN_SIDE} x {MIN_SIDE} pixels; these are {h} x {w}')
 
 
 def init_params(key: jax.Array, image_shape: tuple[int, int, int] = MNIST_SHAPE,
                 num_classes: int = NUM_CLASSES) -> Any:
     """Fresh CNN parameters (a nested dict of arrays) from `key`, for images of `image_shape`
-    (H, W, C; at least 10 x 10) and `num_classes` classes."""
+    (H, W, C; at least `MIN_SIDE` a side) and `num_classes` classes."""
+    check_image_shape(image_shape)
     x = jnp.zeros((1, *image_shape), jnp.float32)
     return CNN(num_classes=num_classes).init(key, x)['params']
 
@@ -235,7 +247,9 @@ def train_classifier(
     if train_images.ndim == 3:
         train_images = train_images[..., None]
     image_shape = tuple(int(n) for n in train_images.shape[1:])
-    num_classes = max(NUM_CLASSES if image_shape == MNIST_SHAPE else 1,
+    check_image_shape(image_shape)
+    # MNIST's ten digits, even in a subset that lacks some; any other dataset: its labels' count.
+    num_classes = max(NUM_CLASSES if getattr(mnist, 'name', 'mnist') == 'mnist' else 1,
                       int(np.max(mnist.train_labels, initial=0)) + 1,
                       int(np.max(mnist.test_labels, initial=0)) + 1)
     if train_images.dtype != np.uint8:
@@ -418,15 +432,15 @@ def load_or_train(
     """
     if os.path.exists(path) and os.path.exists(path + '.json'):
         classifier = load(path)
-        logging.info('loaded MNIST judge %s from %s (test accuracy %.4f, trained on %s)',
+        logging.info('loaded judge %s from %s (test accuracy %.4f, trained on %s)',
                      classifier.hash, path, classifier.test_accuracy, classifier.trained_on)
         return classifier
     if callable(mnist):
         mnist = mnist()
-    logging.info('no MNIST judge at %s; training one on %s', path, mnist.description)
+    logging.info('no judge at %s; training one on %s', path, mnist.description)
     start = time.perf_counter()
     classifier = train_classifier(mnist, key, **train_kwargs)
-    logging.info('trained MNIST judge %s in %.1f s (test accuracy %.4f); saving to %s',
+    logging.info('trained judge %s in %.1f s (test accuracy %.4f); saving to %s',
                  classifier.hash, time.perf_counter() - start, classifier.test_accuracy, path)
     save(path, classifier, exclusive=True)
     return load(path)
@@ -443,9 +457,11 @@ def resolve(spec: str, mnist: MNIST | Callable[[], MNIST]) -> Classifier:
     other value the path of a file written by `save`."""
     if spec == SHIPPED:
         data = mnist() if callable(mnist) else mnist
-        if getattr(data, 'name', 'mnist') == 'mnist':
+        if data is None or (getattr(data, 'name', 'mnist') == 'mnist'
+                            and np.shape(data.train_images)[1:] in ((28, 28), MNIST_SHAPE)):
             return shipped()
-        logging.info('no shipped judge for %s: using one trained on its data', data.name)
+        logging.info('no shipped judge for %s: using one trained on its data',
+                     getattr(data, 'name', 'this data'))
         spec, mnist = TRAIN, data
     if spec == TRAIN:
         data = mnist() if callable(mnist) else mnist

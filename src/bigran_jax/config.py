@@ -345,6 +345,23 @@ def config_parent(config, path: str):
     return node, leaf
 
 
+def with_defaults(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """A copy of `config` with every key of `base_config()` it lacks set to its default: a
+    workdir's config.json written before the key existed (e.g. `data.image_shape`)."""
+    config = ml_collections.ConfigDict(config.to_dict())
+
+    def fill(node, base):
+        for key, default in base.items():
+            if key not in node:
+                node[key] = default
+            elif isinstance(default, ml_collections.ConfigDict) and isinstance(
+                    node[key], ml_collections.ConfigDict):
+                fill(node[key], default)
+
+    fill(config, base_config())
+    return config
+
+
 def config_get(config, path: str):
     node, leaf = config_parent(config, path)
     return node[leaf]

@@ -652,8 +652,8 @@ def load_data(source: str = 'auto', data_dir: str = '', name: str = _TFDS_NAME) 
         folder of IDX files; for 'folder', the folder holding `train/` and `test/`; ignored by
         'embedded'.
       name: the dataset: for 'tfds' and 'auto' its TFDS name ('mnist', 'fashion_mnist', 'kmnist',
-        'cifar10', ...); 'idx' and 'folder' use it in descriptions, and for 'mnist' 'idx' checks
-        that labels are digits.
+        'cifar10', ...); 'idx' and 'folder' use it in descriptions; for 'mnist' every source
+        checks that images are 28 x 28 x 1 (and 'idx' that labels are digits).
 
     Returns:
       `Dataset` with uint8 images `[N, H, W, C]` and int32 labels `[N]` (MNIST's images are
@@ -690,6 +690,9 @@ def load_data(source: str = 'auto', data_dir: str = '', name: str = _TFDS_NAME) 
         dataset = _load_folder(data_dir, name)
     else:
         dataset = _load_embedded()
+    if name == _TFDS_NAME and dataset.image_shape != (IMAGE_SIDE, IMAGE_SIDE, 1):
+        raise DataError(f'{dataset.description}: MNIST images are 28 x 28 x 1, these '
+                        f'{_shape_text(dataset.image_shape)}; for another dataset set data.name')
     logging.info('%s', dataset.description)
     return dataset
 
@@ -698,8 +701,8 @@ def load_mnist(source: str = 'auto', data_dir: str = '') -> Dataset:
     """Loads MNIST from one source: `load_data(source, data_dir, 'mnist')`.
 
     Returns:
-      `Dataset` with uint8 images `[N, 28, 28, 1]` (from 'tfds' and 'embedded'; 'idx' and
-      'folder' serve the files' shape) and int32 labels `[N]`.
+      `Dataset` with uint8 images `[N, 28, 28, 1]` (images of another shape are refused) and
+      int32 labels `[N]`.
     """
     return load_data(source, data_dir, _TFDS_NAME)
 

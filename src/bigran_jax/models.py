@@ -397,7 +397,7 @@ class Decoder(nn.Module):
     (784 for MNIST) per step, a cumulative sum over steps (the canvas) and a sigmoid.
 
     With DRAW's attention (`write_n` = N > 0) each step writes an N x N patch through a window
-    (`bigran_jax.attention.WriteAttention`, eqs 28-29) instead of all 784 pixels; the windows are
+    (`bigran_jax.attention.WriteAttention`, eqs 28-29) instead of every pixel; the windows are
     sown in 'intermediates' as `write_window` (a `Window` of `[B, t]` arrays; read with
     `mutable=['intermediates']`). With `write_n` 0 (the default) it is the paper's decoder.
 
@@ -405,7 +405,7 @@ class Decoder(nn.Module):
       hidden: LSTM units.
       unroll: scan unroll.
       numerics: 'flax' or 'keras1' initialisers and gates (see `bigran_jax.recurrent`).
-      mlp: units of the ReLU layers between the LSTM and each step's linear map to 784 (0:
+      mlp: units of the ReLU layers between the LSTM and each step's linear map to the pixels (0:
         none, the paper's decoder). Without them the final canvas is `sigmoid(W sum_s h_s + b)`,
         a linear map of a 128-vector; with them each step adds a nonlinear stroke.
       mlp_layers: how many such layers (with `mlp` > 0).

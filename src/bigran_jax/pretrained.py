@@ -29,6 +29,7 @@ import numpy as np
 
 from bigran_jax.data import MNIST
 from bigran_jax.experiments import bigran
+from bigran_jax.models import MNIST_SHAPE
 from bigran_jax.util import atomic_write
 
 PACKAGE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'pretrained_weights')
@@ -118,6 +119,7 @@ def export(workdir: str, directory: str, command: str = '') -> str:
     """Writes the encoder and decoder of the run in `workdir` (its latest checkpoint) as float16,
     with its model fields, `results.json` metrics and probe values, into `directory` (any folder
     but the package's own weights)."""
+    from bigran_jax import config as config_lib
     from bigran_jax import report, train
     from bigran_jax.steps import evaluation_params
 
@@ -125,7 +127,12 @@ def export(workdir: str, directory: str, command: str = '') -> str:
         raise ValueError(f'export: {directory} holds the weights shipped with the package; '
                          'export into another folder and load it with pretrained.load(folder)')
     with open(os.path.join(workdir, 'config.json')) as f:
-        config = ml_collections.ConfigDict(json.load(f))
+        # A run written before a key existed gets that key's default.
+        config = config_lib.with_defaults(ml_collections.ConfigDict(json.load(f)))
+    if tuple(config.data.image_shape) != MNIST_SHAPE:
+        raise ValueError(f'export: the pretrained format holds MNIST BiGRANs; the run in {workdir} '
+                         f'has images of {tuple(config.data.image_shape)}: load its checkpoint '
+                         'with train.Run(config).restore_latest(workdir) instead')
     run = train.Run(config)
     state, step = run.restore_latest(workdir)
     if state is None:

@@ -34,7 +34,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from bigran_jax import checkpoints, optim, parallel, report, samplers, steps
+from bigran_jax import checkpoints, classifier, optim, parallel, report, samplers, steps
 from bigran_jax import config as config_lib
 from bigran_jax import data as data_lib
 from bigran_jax.experiments import EXPERIMENTS
@@ -73,6 +73,10 @@ class Run:
         if self.experiment.NEEDS_DATA:
             self.mnist = data_lib.load_data(config.data.source, config.data.dir, config.data.name)
             logging.info('data: %s', self.mnist.description)
+            try:  # refused before training, not when the first evaluation needs the judge
+                classifier.check_image_shape(self.mnist.image_shape)
+            except ValueError as e:
+                raise data_lib.DataError(f'{self.mnist.description}: {e}') from None
             configs = tuple(with_image_shape(c, self.mnist.image_shape) for c in configs)
             config = configs[0]
             self.train_images = parallel.replicate(

@@ -19,8 +19,9 @@ def image_shape(config) -> tuple[int, int, int]:
 
 
 def judge(config, mnist) -> classifier_lib.Classifier:
-    """The judge `config.eval.classifier` names: '' the shipped MNIST judge, 'train' one trained
-    on the run's data (cached per data), else a file (`classifier.resolve`)."""
+    """The judge `config.eval.classifier` names: '' the shipped MNIST judge for MNIST and one
+    trained on the run's data for any other dataset, 'train' one trained on the run's data (cached
+    per data), else a file (`classifier.resolve`)."""
     return classifier_lib.resolve(config.eval.classifier, mnist)
 
 

@@ -11,7 +11,7 @@ One step t of the model (eqs 3-8), run as one scan (`models.DrawStep`):
     h_enc_t = LSTM_enc(h_enc_{t-1}, [r_t, h_dec_{t-1}])
     z_t     = mu_t + sigma_t eps_t,  eps_t ~ N(0, I) fresh at every step
     h_dec_t = LSTM_dec(h_dec_{t-1}, z_t)
-    c_t     = c_{t-1} + write(h_dec_t)             (an N x N patch, or all 784 pixels)
+    c_t     = c_{t-1} + write(h_dec_t)             (an N x N patch, or every pixel)
 
 and the loss (eqs 9-12), per image, the negative variational bound in nats:
 
@@ -23,12 +23,13 @@ The generative model is the decoder alone from z_t ~ N(0, I): `models.Decoder`, 
 are those of the decoder inside the scan (`models.with_decoder`), so a sample and a reconstruction
 are drawn by one network.
 
-Data: MNIST binarised. Training draws a fresh Bernoulli binarisation of the pixel intensities
-for every batch (dynamic binarisation); the test bound is taken on one fixed binarisation of the
-test split, drawn with the key `TEST_BINARIZATION_SEED`. The published bounds (80.97 nats with
-attention, 87.4 without, Gregor et al. table 2) are on Salakhutdinov & Murray's fixed
-binarisation, which is not available offline: the bounds here are the same quantity on another
-draw of binary digits, comparable in kind, not to the decimal.
+Data: MNIST binarised (any dataset of images in [0, 1] works the same way; an image is a flat row
+of n = H * W * C values, 784 for MNIST). Training draws a fresh Bernoulli binarisation of the pixel
+intensities for every batch (dynamic binarisation); the test bound is taken on one fixed
+binarisation of the test split, drawn with the key `TEST_BINARIZATION_SEED`. The published bounds
+(80.97 nats with attention, 87.4 without, Gregor et al. table 2) are on Salakhutdinov & Murray's
+fixed binarisation, which is not available offline: the bounds here are the same quantity on
+another draw of binary digits, comparable in kind, not to the decimal.
 
 Only the encoder+decoder ('g') trains: `train.d_updates = 0`, the discriminator's parameters are
 `{}` and its loss is never called. The public functions live on `DRAW` (`model(config)`):
@@ -92,8 +93,8 @@ class DRAW:
         return {'d': {}, 'g': {'encoder': encoder, 'decoder': decoder}}
 
     def infer(self, g: dict, x, eps) -> dict:
-        """The interleaved pass on images `x` `[B, 784]` with noise `eps` `[B, T, Z]` (no checks;
-        `g` the params' 'g'): a dict of `z`, `mu`, `logvar` `[B, T, Z]`, `logits` `[B, T, 784]`
+        """The interleaved pass on images `x` `[B, n]` with noise `eps` `[B, T, Z]` (no checks;
+        `g` the params' 'g'): a dict of `z`, `mu`, `logvar` `[B, T, Z]`, `logits` `[B, T, n]`
         (the canvas c_t after each step) and, with attention, `read_window` / `write_window`
         (`attention.Window`s of `[B, T]`)."""
         (z, mu, logvar), state = self.encoder.apply(
@@ -161,7 +162,7 @@ def nll_and_kl(logits, x, mu, logvar) -> tuple[jax.Array, jax.Array]:
         kl  = 1/2 sum_t sum_j (mu^2 + sigma^2 - log sigma^2) - T Z / 2
 
     Args:
-      logits: `[B, 784]` the final canvas c_T; x: `[B, 784]` binary targets;
+      logits: `[B, n]` the final canvas c_T; x: `[B, n]` binary targets;
       mu, logvar: `[B, T, Z]` the posterior's means and log sigma^2 at every step.
 
     Returns:
@@ -202,12 +203,12 @@ def model(config) -> DRAW:
 
 
 def binarize(key, images) -> jax.Array:
-    """Bernoulli draws of pixel intensities: float images `[..., 784]` in [0, 1] -> 0 / 1."""
+    """Bernoulli draws of pixel intensities: float images `[..., n]` in [0, 1] -> 0 / 1."""
     return jax.random.bernoulli(key, images).astype(jnp.float32)
 
 
 def binarized_test_images(mnist) -> np.ndarray:
-    """The test split's one fixed binarisation, float32 `[N, 784]` of 0 / 1, drawn with
+    """The test split's one fixed binarisation, float32 `[N, n]` of 0 / 1, drawn with
     `jax.random.key(TEST_BINARIZATION_SEED)`."""
     images = np.asarray(mnist.test_images)
     p = images.reshape(len(images), -1).astype(np.float32) / 255.0
@@ -243,7 +244,7 @@ def _noise(net: DRAW, key_rows):
 
 
 def evaluate_bound(net: DRAW, params: dict, x: np.ndarray, key) -> dict:
-    """The negative variational bound, in nats, of binary images `x` `[N, 784]`, one draw of the
+    """The negative variational bound, in nats, of binary images `x` `[N, n]`, one draw of the
     noise per image: its mean `test_bound` over the images, the parts `test_nll` and `test_kl`,
     and the KL of each step `test_kl_per_step` (`[T]`, summing to `test_kl`)."""
     def terms(g, xb, kd):
@@ -262,7 +263,7 @@ def evaluate_bound(net: DRAW, params: dict, x: np.ndarray, key) -> dict:
 
 def _samples(net: DRAW, params, key, n: int, steps: list[int], judge=None):
     """At least `n` (and 100) prior samples in chunks `fold_in(key, i)`: `(final canvases
-    [>= n, 784], the first chunk's canvases at `steps` [chunk, S, 784], with `judge` the judge's
+    [>= n, n], the first chunk's canvases at `steps` [chunk, S, n], with `judge` the judge's
     features of the first n samples' canvases at each of `steps` [S, n, d])`."""
     total = max(n, 100)
     chunk = min(1000, total)
@@ -270,7 +271,7 @@ def _samples(net: DRAW, params, key, n: int, steps: list[int], judge=None):
     sample = functools.partial(jax.jit(lambda p, k: net.sample(p, chunk, k)[:, idx]), params)
     finals, first, feats = [], None, [[] for _ in steps]
     for i in range(-(-total // chunk)):
-        canvases = np.asarray(sample(jax.random.fold_in(key, i)))  # [chunk, S, 784]
+        canvases = np.asarray(sample(jax.random.fold_in(key, i)))  # [chunk, S, n]
         first = canvases if first is None else first
         finals.append(canvases[:, -1])
         keep = min(chunk, n - i * chunk)
@@ -306,7 +307,7 @@ def save_figures(net: DRAW, params: dict, test_x: np.ndarray, first: np.ndarray,
     write attention the canvases with each step's windows.
 
     Args:
-      test_x: `[>= 10, 784]` binarised test images; first: `[>= 100, S, 784]` prior samples'
+      test_x: `[>= 10, n]` binarised test images; first: `[>= 100, S, n]` prior samples'
         canvases at `steps` (0-based step indices, the last one last).
     """
     t, shape = net.t, net.image_shape
@@ -317,14 +318,14 @@ def save_figures(net: DRAW, params: dict, test_x: np.ndarray, first: np.ndarray,
         out('samples.png'), as_images(first[:100, -1]), 10, 10,
         title=f'DRAW: 100 prior samples (sigmoid of the final canvas, step {t} of {t})')]
     many = jax.jit(jax.vmap(lambda k: net.reconstruct(params, test_x[:10], k)[:, -1]))(
-        jax.random.split(k_many, 10))  # [10 draws, 10 images, 784]
+        jax.random.split(k_many, 10))  # [10 draws, 10 images, n]
     figs.append(figures.save_reconstructions(
         out('reconstructions.png'), as_images(test_x[:10]), as_images(many),
         title='DRAW: each binarised input (framed) and 10 stochastic reconstructions'))
     g = params['g']
     eps = jax.random.normal(k_steps, (10, t, net.latent))
     inferred = jax.jit(net.infer)(g, jnp.asarray(test_x[:10]), eps)
-    canvases = np.asarray(jax.nn.sigmoid(inferred['logits']))  # [10, T, 784]
+    canvases = np.asarray(jax.nn.sigmoid(inferred['logits']))  # [10, T, n]
     steps_rows = np.concatenate([test_x[:10, None], canvases[:, steps]], axis=1)
     figs.append(figures.save_labelled_grid(
         out('canvas_steps.png'), as_images(steps_rows.reshape(-1, steps_rows.shape[-1])), 10,

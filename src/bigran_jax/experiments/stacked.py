@@ -48,9 +48,9 @@ def model(config) -> tuple[DCGANGenerator, StrategyDiscriminator]:
 
 
 def make_game(config) -> Game:
-    if common.image_shape(config) != (SIDE, SIDE, 1):
-        raise ValueError(f'stacked MNIST stacks 28 x 28 x 1 digits; data.name='
-                         f'{config.data.name!r} has images of {common.image_shape(config)}')
+    if config.data.name != 'mnist' or common.image_shape(config) != (SIDE, SIDE, 1):
+        raise ValueError(f'stacked MNIST stacks MNIST digits, not data.name='
+                         f'{config.data.name!r} (images of {common.image_shape(config)})')
     gen, disc = model(config)
     m, t = config.model, config.train
 
