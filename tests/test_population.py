@@ -30,7 +30,7 @@ def close(a, b):
 
 
 def test_members_that_differ_only_in_seed_form_one_population():
-    c = rdgan_config.get_config()
+    c = rdgan_config.get_config('tuned')
     c.sweep = (('model.k', (1, 2)), ('seed', (0, 1, 2)))
     ms = sweep.members(c)
     assert sweep.populations(ms) == [['k=1_seed=0', 'k=1_seed=1', 'k=1_seed=2'],

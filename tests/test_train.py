@@ -256,8 +256,13 @@ def test_bigran_variants_change_what_they_say():
 
 
 def test_rdgan_variants_change_what_they_say():
-    default, ref = rdgan_config.get_config(), rdgan_config.get_config('reference')
+    default, ref = rdgan_config.get_config('tuned'), rdgan_config.get_config('reference')
     keras1 = rdgan_config.get_config('keras1')
+    # The default is the paper's schedule with Keras 1's numerics, and its protocol: a snapshot
+    # (grid and judge) every 1,000 iterations, members one by one.
+    assert rdgan_config.get_config().to_dict() == keras1.to_dict()
+    assert keras1.eval.snapshot_steps == tuple(range(1000, 10_001, 1000))
+    assert not keras1.population and default.population
     assert default.model.to_dict() == ref.model.to_dict()  # the paper's networks in both
     t, r = default.train, ref.train
     assert (r.d_updates, r.d_lr, r.g_lr, r.adam_b1, r.d_l1, r.g_l1, r.instance_noise) == (
@@ -267,9 +272,10 @@ def test_rdgan_variants_change_what_they_say():
     assert (t.d_decay, t.g_decay) == (r.d_decay, r.g_decay) == (1e-4, 4e-4)
     assert t.real_label == r.real_label == 0.9 and t.num_steps == r.num_steps == 10_000
     keras1.model.numerics = 'flax'
+    keras1.eval.snapshot_steps, keras1.population = ref.eval.snapshot_steps, ref.population
     assert keras1.to_dict() == ref.to_dict()
     validate(rdgan_config.get_config('tiny'))
-    # 'strategies': the default's schedule, a base network under five heads, 3 seeds each
+    # 'strategies': the 'tuned' schedule, a base network under five heads, 3 seeds each
     strategies = rdgan_config.get_config('strategies')
     assert strategies.train.to_dict() == default.train.to_dict()
     assert (strategies.model.d_body, default.model.d_body) == (256, 0)
