@@ -62,7 +62,7 @@ from bigran_jax.config import base_config
 
 VARIANTS = ('default', 'tuned', 'reference', 'keras1', 'keras1_seeds', 'reference_seeds',
             'strategies', 'tiny')
-# The paper's schedule (reference notes section 2), and those of it with Keras 1's numerics.
+# The paper's schedule (docs/reference_notes.md section 2), and those of it with Keras 1's numerics.
 PAPER_SCHEDULE = ('default', 'reference', 'keras1', 'keras1_seeds', 'reference_seeds')
 KERAS1 = ('default', 'keras1', 'keras1_seeds')
 

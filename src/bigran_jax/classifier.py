@@ -246,8 +246,7 @@ def train_classifier(
     train_images = np.asarray(mnist.train_images)
     if train_images.ndim == 3:
         train_images = train_images[..., None]
-    image_shape = tuple(int(n) for n in train_images.shape[1:])
-    check_image_shape(image_shape)
+    image_shape = tuple(int(n) for n in train_images.shape[1:])  # `init_params` checks it
     # MNIST's ten digits, even in a subset that lacks some; any other dataset: its labels' count.
     num_classes = max(NUM_CLASSES if getattr(mnist, 'name', 'mnist') == 'mnist' else 1,
                       int(np.max(mnist.train_labels, initial=0)) + 1,
