@@ -13,7 +13,8 @@ FLOPs per iteration, achieved GFLOP/s, and the float32 matmul GFLOP/s of a 1024-
 measured in the same run.
 
 FLOPs come from XLA's cost analysis of one D and one G update lowered with every recurrence
-unrolled (XLA counts a `scan` body once, so the scanned program would undercount).
+unrolled (XLA counts a `scan` body once, so the scanned program would undercount); with
+`train.unroll` K > 0 the G update adds K times the cost of one unrolled D update.
 """
 
 from __future__ import annotations
@@ -57,16 +58,25 @@ def iteration_flops(run: train.Run, state, images) -> float:
     with config.unlocked():
         config.model.unroll = 1 << 10  # longer than any sequence here: scans fully unrolled
     game = run.experiment.make_game(config)
+
+    def flops(player: str, **unroll) -> float:
+        update = functools.partial(steps.player_update, data=images, player=player, game=game,
+                                   tx=run.tx, batch_size=run.per_device_batch, **unroll)
+        cost = jax.jit(update).lower(state, jax.random.key(0)).compile().cost_analysis()
+        return float((cost[0] if isinstance(cost, list) else cost)['flops'])
+
     total = 0.0
     for player, count in (('d', config.train.d_updates), ('g', config.train.g_updates)):
         if not count:
             continue
-
-        update = functools.partial(steps.player_update, data=images, player=player, game=game,
-                                   tx=run.tx, batch_size=run.per_device_batch)
-        cost = jax.jit(update).lower(state, jax.random.key(0)).compile().cost_analysis()
-        cost = cost[0] if isinstance(cost, list) else cost
-        total += count * float(cost['flops'])
+        per_update = flops(player)
+        if player == 'g' and config.train.unroll:
+            # The K unrolled D updates run in a `scan`, which XLA counts once: K times the cost
+            # one unrolled update adds.
+            order = config.train.unroll_order
+            per_update += config.train.unroll * (flops('g', unroll=1, unroll_order=order)
+                                                 - per_update)
+        total += count * per_update
     return total * run.mesh.size
 
 
@@ -101,7 +111,8 @@ def main(argv):
     print(json.dumps({
         'experiment': config.experiment, 'device': str(jax.devices()[0].platform),
         'devices': run.mesh.size, 'batch_size': config.train.batch_size,
-        'unroll': config.model.unroll, 'population': _POPULATION.value,
+        'unroll': config.model.unroll, 'train_unroll': config.train.unroll,
+        'population': _POPULATION.value,
         'iterations_per_s': round(rate, 2),
         'images_per_s': round(rate * updates * config.train.batch_size, 1),
         'compile_s': round(compile_s, 2), 'gflop_per_iteration': round(flops / 1e9, 3),

@@ -10,8 +10,8 @@ two compare at matched T and sizes (LSTMs of 128 units, 25 latents per step):
 
 - default: DRAW without attention (the encoder reads the whole image and the whole error image,
   the decoder writes all 784 pixels per step), T = 4 as configs/bigran.py's default.
-- 'attention': DRAW's MNIST attention, a 2 x 2 read and a 5 x 5 write per step, T = 16 as
-  configs/bigran.py:attention (a 5 x 5 patch needs many steps to cover a digit).
+- 'attention': DRAW's MNIST attention, a 2 x 2 read and a 5 x 5 write per step, T = 8 as
+  configs/bigran.py:attention (a 5 x 5 patch needs several steps to cover a digit).
 - 'tiny': the default shrunk to seconds (tests, a first smoke run).
 
 The model fields mean what they mean in configs/bigran.py (`model.t`, `model.hidden` for both
@@ -69,7 +69,7 @@ def get_config(variant: str = 'default'):
     if variant == 'attention':
         c.model.read_n = 2  # DRAW's MNIST read: two 2 x 2 glimpses (the image, the error image)
         c.model.write_n = 5  # DRAW's MNIST write: a 5 x 5 patch
-        c.model.t = 16  # configs/bigran.py:attention's steps (DRAW's MNIST: 64)
+        c.model.t = 8  # configs/bigran.py:attention's steps (DRAW's MNIST: 64)
     if variant == 'tiny':  # the default shrunk to seconds
         c.model.t, c.model.hidden, c.model.latent = 3, 8, 4
         c.train.batch_size, c.train.num_steps, c.train.iterations_per_call = 8, 4, 2

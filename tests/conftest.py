@@ -40,6 +40,18 @@ def tiny_mnist_dir(path, n_train=64, n_test=32):
     return str(path)
 
 
+def tiny_config(config_module, mnist_dir='', judge_path='', **model):
+    """`config_module`'s `tiny` variant with 20 samples judged, a snapshot at 2, the MNIST IDX
+    folder `mnist_dir` and judge `judge_path` (if given), and `model` overrides."""
+    c = config_module.get_config('tiny')
+    c.eval.num_samples, c.eval.snapshot_steps = 20, (2,)
+    if mnist_dir:
+        c.data.source, c.data.dir, c.eval.classifier = 'idx', mnist_dir, judge_path
+    for key, value in model.items():
+        c.model[key] = value
+    return c
+
+
 @pytest.fixture(scope='session')
 def mnist_dir(tmp_path_factory):
     return tiny_mnist_dir(tmp_path_factory.mktemp('mnist'))

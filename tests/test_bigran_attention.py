@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import pytest
+from conftest import tiny_config
 from PIL import Image
 
 from bigran_jax import attention_figures, models, train
@@ -18,21 +19,14 @@ from bigran_jax.config import ConfigError, validate
 from bigran_jax.experiments import bigran
 
 KEY = jax.random.key(0)
-NEW_KEYS = ('read_n', 'write_n', 'read_steer')
+NEW_KEYS = ('read_n', 'write_n', 'read_steer', 'canvas_bias')
 # configs/bigran.py's default BiGRAN before the attention keys existed: encoder 473,906,
 # decoder 809,744, discriminator 393,089 parameters.
 DEFAULT_PARAMETERS = 1_676_739
 
 
 def tiny(mnist_dir='', judge_path='', **model):
-    """configs/bigran.py:tiny with 20 samples judged, a snapshot at 2, `model` overrides."""
-    c = bigran_config.get_config('tiny')
-    c.eval.num_samples, c.eval.snapshot_steps = 20, (2,)
-    if mnist_dir:
-        c.data.source, c.data.dir, c.eval.classifier = 'idx', mnist_dir, judge_path
-    for key, value in model.items():
-        c.model[key] = value
-    return c
+    return tiny_config(bigran_config, mnist_dir, judge_path, **model)
 
 
 def without_new_keys(config):
@@ -165,6 +159,7 @@ def test_own_steer_trains_and_draws_its_windows(tmp_path):
     ('read_n', 2.5, r"config.model.read_n=2.5: must be an int >= 0"),
     ('read_steer', 'encoder', r"config.model.read_steer='encoder': must be one of \('own', "
                               r"'decoder'\)"),
+    ('canvas_bias', float('nan'), r"config.model.canvas_bias=nan: must be a finite number"),
 ])
 def test_bad_attention_values_are_one_line_config_errors(key, value, message):
     fields = bigran_config.get_config('tiny').to_dict()
@@ -178,16 +173,38 @@ def test_attention_variant_is_drawn_from_the_default():
     c = bigran_config.get_config('attention')
     validate(c)
     validate(without_new_keys(bigran_config.get_config('tiny')))  # an older config.json
-    assert (c.model.read_n, c.model.write_n, c.model.read_steer, c.model.t) == (2, 5, 'own', 16)
+    assert (c.model.read_n, c.model.write_n, c.model.canvas_bias, c.model.t) == (0, 5, -3.0, 8)
     default = bigran_config.get_config()
-    for key in ('read_n', 'write_n', 't', 'unroll'):
+    for key in ('write_n', 'canvas_bias', 't', 'unroll'):
         c.model[key] = default.model[key]
     assert c.model.to_dict() == default.model.to_dict()
     net = bigran.model(bigran_config.get_config('attention'))
     shapes = jax.eval_shape(net.init, KEY)
     assert shapes['g']['decoder']['write']['patch']['kernel'].shape == (512, 25)
-    assert shapes['g']['encoder']['glimpse']['LSTM_0']['ih']['kernel'].shape == (4, 512)
+    assert shapes['g']['decoder']['canvas0'].shape == (784,)
+    assert shapes['g']['encoder'] == jax.eval_shape(bigran.model(default).init, KEY)['g']['encoder']
     z = jax.eval_shape(lambda p: net.encoder.apply({'params': p['g']['encoder']},
-                                                   jnp.zeros((2, 784)), jnp.zeros((2, 16, 25))),
+                                                   jnp.zeros((2, 784)), jnp.zeros((2, 8, 25))),
                        shapes)[0]
-    assert z.shape == (2, 16, 25)
+    assert z.shape == (2, 8, 25)
+
+
+@pytest.mark.parametrize('write_n', [0, 3])
+def test_canvas_bias_is_a_learned_initial_canvas(write_n):
+    """With `model.canvas_bias` b the decoder draws sigmoid(c_0 + sum of its updates), c_0 a
+    learned per-pixel logit map starting at b: the same networks otherwise, and none of it at 0."""
+    c = tiny(write_n=write_n)
+    plain = bigran.model(c)
+    c.model.canvas_bias = -3.0
+    biased = bigran.model(c)
+    params = biased.init(KEY)
+    canvas0 = params['g']['decoder'].pop('canvas0')
+    np.testing.assert_array_equal(canvas0, np.full((784,), -3.0, np.float32))
+    assert jax.tree.structure(params) == jax.tree.structure(plain.init(KEY))
+    z = jax.random.normal(jax.random.key(1), (3, c.model.t, c.model.latent))
+    shifted = np.linspace(-2.0, 1.0, 784, dtype=np.float32)
+    params['g']['decoder']['canvas0'] = shifted
+    p = np.asarray(plain.decode(params, z), np.float64)
+    logits = np.log(p) - np.log1p(-p)
+    np.testing.assert_allclose(biased.decode(params, z), 1 / (1 + np.exp(-(logits + shifted))),
+                               atol=1e-5)

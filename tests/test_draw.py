@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import tiny_config
 from PIL import Image
 
 from bigran_jax import data, optim, samplers, steps, train
@@ -18,14 +19,7 @@ KEY = jax.random.key(0)
 
 
 def tiny(mnist_dir='', judge_path='', **model):
-    """configs/draw.py:tiny with 20 samples judged, a snapshot at 2, `model` overrides."""
-    c = draw_config.get_config('tiny')
-    c.eval.num_samples, c.eval.snapshot_steps = 20, (2,)
-    if mnist_dir:
-        c.data.source, c.data.dir, c.eval.classifier = 'idx', mnist_dir, judge_path
-    for key, value in model.items():
-        c.model[key] = value
-    return c
+    return tiny_config(draw_config, mnist_dir, judge_path, **model)
 
 
 def test_kl_is_the_papers_eq_11():
@@ -78,6 +72,13 @@ def test_samples_and_reconstructions_come_from_one_decoder(attention):
     np.testing.assert_allclose((nll, kl), draw.nll_and_kl(out['logits'][:, -1], x, out['mu'],
                                                           out['logvar']), rtol=1e-5)
     assert net.sample(params, 3, KEY).shape == (3, c.model.t, 784)
+    # features: the pass with no noise, so its means are the z = mu reconstruction's latents.
+    h, mu = net.features(params, x)
+    out_mu = net.infer(params['g'], x, np.zeros((4, c.model.t, c.model.latent), np.float32))
+    assert h.shape == (4, c.model.t, c.model.hidden)
+    np.testing.assert_allclose(mu, out_mu['mu'], atol=1e-6)
+    np.testing.assert_allclose(net.decode(params, mu), jax.nn.sigmoid(out_mu['logits']),
+                               atol=1e-5)
     with pytest.raises(ValueError, match=r'z: expected latents \[B, t, latent\]'):
         net.decode(params, np.zeros((2, 784)))
     with pytest.raises(TypeError, match='key: expected a PRNG key'):
@@ -123,6 +124,8 @@ def test_end_to_end_writes_the_bound_and_the_judges_metrics(tmp_path, mnist_dir,
     assert sum(saved['test_kl_per_step']) == pytest.approx(saved['test_kl'], rel=1e-4)
     assert saved['test_bound_images'] == 32  # the whole (tiny) test split
     assert len(results['sample_step_frechet']) == c.model.t
+    for name in ('nearest_neighbour_accuracy', 'nearest_neighbour_accuracy_features'):
+        assert 0.0 <= saved[name] <= 1.0, name
     rows = [json.loads(line) for line in open(tmp_path / 'metrics.jsonl')]
     logged = [r for r in rows if 'g_loss' in r]
     assert logged and all(np.isfinite(r['g_loss']) and 'd_loss' not in r for r in logged)

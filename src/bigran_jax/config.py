@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
 
 import jax
 import ml_collections
@@ -299,6 +300,11 @@ def _check_attention(config, need) -> None:
             _check_int(config, need, f'model.{key}', 0, ' (0: no attention, the whole image)')
     if 'read_steer' in model:
         need(model.read_steer in READ_STEERS, 'model.read_steer', f'must be one of {READ_STEERS}')
+    if 'canvas_bias' in model:
+        bias = model.canvas_bias
+        need(isinstance(bias, int | float) and not isinstance(bias, bool)
+             and math.isfinite(bias), 'model.canvas_bias',
+             'must be a finite number (0: no learned initial canvas)')
 
 
 def _check_draw(config, need) -> None:

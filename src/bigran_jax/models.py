@@ -411,6 +411,11 @@ class Decoder(nn.Module):
       mlp_layers: how many such layers (with `mlp` > 0).
       write_n: N of the N x N patch written per step (0: every pixel, the paper's).
       image_shape: (H, W, C) of the images it draws (flattened on output).
+      canvas_bias: 0 for a canvas starting at logit 0 (grey; the paper's and DRAW's ports');
+        otherwise a learned initial canvas c_0, one logit per pixel (param 'canvas0') starting
+        at this value (-3: sigmoid 0.05, a dark background). A patch written through a window
+        leaves every pixel outside it at c_0, so without one the first steps' canvases are
+        grey wherever nothing was written yet.
     """
 
     hidden: int = 128
@@ -420,6 +425,7 @@ class Decoder(nn.Module):
     mlp_layers: int = 1
     write_n: int = 0
     image_shape: tuple[int, int, int] = MNIST_SHAPE
+    canvas_bias: float = 0.0
 
     @nn.compact
     def __call__(self, z):
@@ -430,7 +436,11 @@ class Decoder(nn.Module):
                               numerics=self.numerics, image_shape=self.image_shape)
         if win is not None:
             self.sow('intermediates', 'write_window', win)
-        return nn.sigmoid(jnp.cumsum(update, axis=1))
+        canvas = jnp.cumsum(update, axis=1)
+        if self.canvas_bias:
+            canvas = canvas + self.param('canvas0', nn.initializers.constant(self.canvas_bias),
+                                         (canvas.shape[-1],))
+        return nn.sigmoid(canvas)
 
 
 class JointDiscriminator(nn.Module):

@@ -189,7 +189,7 @@ def model(config) -> BiGRAN:
                         write_n=write_n, image_shape=shape),
         decoder=Decoder(hidden=m.hidden, unroll=m.unroll, numerics=m.numerics,
                         mlp=m.decoder_mlp, mlp_layers=m.decoder_layers, write_n=write_n,
-                        image_shape=shape),
+                        image_shape=shape, canvas_bias=m.get('canvas_bias', 0.0)),
         discriminator=JointDiscriminator(k=m.k, hidden=m.d_hidden, dropout=m.dropout,
                                          lstm_dropout=m.lstm_dropout, unroll=m.unroll,
                                          numerics=m.numerics, minibatch=m.d_minibatch,

@@ -59,7 +59,8 @@ from bigran_jax.util import batched
 NEEDS_DATA = True
 SUMMARY_COLUMNS = ['test_bound', 'test_nll', 'test_kl', 'modes_covered', 'kl_to_uniform',
                    'mean_confidence', 'frechet_distance', 'class_agreement',
-                   'class_agreement_mu']
+                   'class_agreement_mu', 'nearest_neighbour_accuracy',
+                   'nearest_neighbour_accuracy_features']
 TEST_BINARIZATION_SEED = 0  # the key of the test split's one fixed binarisation
 MAX_STEPS_SHOWN = 16  # steps judged and drawn per sample when T is larger (evenly spaced)
 
@@ -95,13 +96,15 @@ class DRAW:
     def infer(self, g: dict, x, eps) -> dict:
         """The interleaved pass on images `x` `[B, n]` with noise `eps` `[B, T, Z]` (no checks;
         `g` the params' 'g'): a dict of `z`, `mu`, `logvar` `[B, T, Z]`, `logits` `[B, T, n]`
-        (the canvas c_t after each step) and, with attention, `read_window` / `write_window`
+        (the canvas c_t after each step), `features` `[B, T, hidden]` (the encoder's LSTM
+        outputs) and, with attention, `read_window` / `write_window`
         (`attention.Window`s of `[B, T]`)."""
         (z, mu, logvar), state = self.encoder.apply(
             {'params': with_decoder(g['encoder'], g['decoder'])}, x, eps,
             mutable=['intermediates'])
         inter = state['intermediates']
-        out = {'z': z, 'mu': mu, 'logvar': logvar, 'logits': inter['canvas'][0]}
+        out = {'z': z, 'mu': mu, 'logvar': logvar, 'logits': inter['canvas'][0],
+               'features': inter['features'][0]}
         for name in ('read_window', 'write_window'):
             if name in inter:
                 out[name] = inter[name][0]
@@ -135,6 +138,14 @@ class DRAW:
             raise TypeError(f'n: expected a positive int (samples to draw), got {n!r}')
         z = jax.random.normal(check_key(key), (int(n), self.t, self.latent))
         return self.decode(params, z)
+
+    def features(self, params: dict, x: ArrayLike) -> tuple[jax.Array, jax.Array]:
+        """`(h, mu)` of images `x` (as `encode`) with the noise at zero (z = mu at every step):
+        the encoder's LSTM outputs `[B, T, hidden]` and its means `[B, T, Z]`, what 1-NN scores
+        (as `BiGRAN.features`)."""
+        x = check_images(x, 'x', self.image_shape)
+        out = self.infer(_g(params), x, jnp.zeros((x.shape[0], self.t, self.latent)))
+        return out['features'], out['mu']
 
     def bound(self, params: dict, x: ArrayLike, key: jax.Array) -> tuple[jax.Array, jax.Array]:
         """`(nll [B], kl [B])` in nats of binary images `x` (as `encode`; values other than 0 and
@@ -207,12 +218,13 @@ def binarize(key, images) -> jax.Array:
     return jax.random.bernoulli(key, images).astype(jnp.float32)
 
 
-def binarized_test_images(mnist) -> np.ndarray:
-    """The test split's one fixed binarisation, float32 `[N, n]` of 0 / 1, drawn with
-    `jax.random.key(TEST_BINARIZATION_SEED)`."""
-    images = np.asarray(mnist.test_images)
+def binarized_split(mnist, split: str = 'test') -> np.ndarray:
+    """A split's one fixed binarisation, float32 `[N, n]` of 0 / 1, drawn with
+    `jax.random.key(TEST_BINARIZATION_SEED)` ('test') or its `fold_in(., 1)` ('train')."""
+    images = np.asarray(mnist.test_images if split == 'test' else mnist.train_images)
     p = images.reshape(len(images), -1).astype(np.float32) / 255.0
-    return np.asarray(binarize(jax.random.key(TEST_BINARIZATION_SEED), p))
+    key = jax.random.key(TEST_BINARIZATION_SEED)
+    return np.asarray(binarize(key if split == 'test' else jax.random.fold_in(key, 1), p))
 
 
 def make_game(config) -> Game:
@@ -294,7 +306,7 @@ def snapshot(params, config, key, workdir, step, tb, mnist) -> dict | None:
     if not n:
         return None
     out = common.sample_metrics(common.judge(config, mnist), mnist, final[:n])
-    test = binarized_test_images(mnist)[:n]
+    test = binarized_split(mnist)[:n]
     bound = evaluate_bound(net, params, test, k_bound)
     return {**out, 'num_samples': n, 'test_bound': bound['test_bound'],
             'test_bound_images': bound['test_bound_images']}
@@ -356,7 +368,7 @@ def evaluate(params, config, mnist, key, workdir) -> tuple[dict, list, str]:
     n = config.eval.num_samples
     t = net.t
     steps = attention_figures.shown_steps(t, MAX_STEPS_SHOWN)
-    test = binarized_test_images(mnist)
+    test = binarized_split(mnist)
     results = evaluate_bound(net, params, test, k_bound)
 
     clf = common.judge(config, mnist)
@@ -389,8 +401,18 @@ def evaluate(params, config, mnist, key, workdir) -> tuple[dict, list, str]:
     inputs = probs_test.argmax(-1)
     # How much each shown step's canvas looks like MNIST (test images binarised as the inputs).
     sample_step_frechet = [metrics.frechet_distance(f, features_test) for f in step_features]
+    # 1-NN classification of the test split by the training split (each binarised once), on
+    # the encoder's means and on its LSTM outputs, as BiGRAN's evaluation scores its encoder.
+    codes = jax.jit(lambda g, x: [a.reshape(len(x), -1) for a in net.features({'g': g}, x)])
+    train_codes = batched(functools.partial(codes, params['g']),
+                          binarized_split(mnist, 'train'), batch=1000)
+    test_codes = batched(functools.partial(codes, params['g']), test, batch=1000)
+    nn = {name: metrics.nearest_neighbour_accuracy(train_codes[i], mnist.train_labels,
+                                                   test_codes[i], mnist.test_labels)
+          for i, name in enumerate(('nearest_neighbour_accuracy_features',
+                                    'nearest_neighbour_accuracy'))}
     results.update({
-        'num_samples': n,
+        'num_samples': n, **nn,
         'class_agreement': metrics.class_agreement(inputs, clf.predict(rec)[0].argmax(-1)),
         'class_agreement_mu': metrics.class_agreement(inputs, clf.predict(rec_mu)[0].argmax(-1)),
         'sample_step_frechet': sample_step_frechet,
@@ -403,7 +425,9 @@ def evaluate(params, config, mnist, key, workdir) -> tuple[dict, list, str]:
             f"Frechet distance {results['frechet_distance']:.3f}, judge confidence "
             f"{results['mean_confidence']:.3f}\n"
             f"reconstruction class agreement {results['class_agreement']:.4f} "
-            f"(z = mu: {results['class_agreement_mu']:.4f})\n"
+            f"(z = mu: {results['class_agreement_mu']:.4f}), 1-NN accuracy on encoder means "
+            f"{nn['nearest_neighbour_accuracy']:.4f} (on its LSTM outputs "
+            f"{nn['nearest_neighbour_accuracy_features']:.4f})\n"
             f"Frechet distance of the samples' canvases at steps "
             f"{' '.join(str(s + 1) for s in steps)}: "
             f"{' '.join(f'{e:.1f}' for e in sample_step_frechet)}")
