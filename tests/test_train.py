@@ -256,15 +256,15 @@ def test_bigran_variants_change_what_they_say():
 
 
 def test_rdgan_variants_change_what_they_say():
-    default, ref = rdgan_config.get_config('tuned'), rdgan_config.get_config('reference')
+    tuned, ref = rdgan_config.get_config('tuned'), rdgan_config.get_config('reference')
     keras1 = rdgan_config.get_config('keras1')
     # The default is the paper's schedule with Keras 1's numerics, and its protocol: a snapshot
     # (grid and judge) every 1,000 iterations, members one by one.
     assert rdgan_config.get_config().to_dict() == keras1.to_dict()
     assert keras1.eval.snapshot_steps == tuple(range(1000, 10_001, 1000))
-    assert not keras1.population and default.population
-    assert default.model.to_dict() == ref.model.to_dict()  # the paper's networks in both
-    t, r = default.train, ref.train
+    assert not keras1.population and tuned.population
+    assert tuned.model.to_dict() == ref.model.to_dict()  # the paper's networks in both
+    t, r = tuned.train, ref.train
     assert (r.d_updates, r.d_lr, r.g_lr, r.adam_b1, r.d_l1, r.g_l1, r.instance_noise) == (
         4, 3e-4, 1e-4, 0.9, 1e-5, 1e-6, 0.0)  # the reference notes' schedule
     assert (t.d_updates, t.d_lr, t.g_lr, t.adam_b1, t.d_l1, t.g_l1, t.instance_noise) == (
@@ -277,8 +277,8 @@ def test_rdgan_variants_change_what_they_say():
     validate(rdgan_config.get_config('tiny'))
     # 'strategies': the 'tuned' schedule, a base network under five heads, 3 seeds each
     strategies = rdgan_config.get_config('strategies')
-    assert strategies.train.to_dict() == default.train.to_dict()
-    assert (strategies.model.d_body, default.model.d_body) == (256, 0)
+    assert strategies.train.to_dict() == tuned.train.to_dict()
+    assert (strategies.model.d_body, tuned.model.d_body) == (256, 0)
     members = sweep.members(strategies)
     rows = {(m.model.strategy, m.model.k, m.model.bidirectional) for m in members.values()}
     assert rows == set(rdgan_config.STRATEGY_ROWS) and len(members) == 6 * 3

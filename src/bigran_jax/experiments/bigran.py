@@ -343,12 +343,8 @@ def evaluate(params, config, mnist, key, workdir) -> tuple[dict, list, str]:
     # layer before them (BiGAN's code reports both: NNC_e and NNC_e-).
     train_x = mnist.train_images.reshape(-1, size).astype(np.float32) / 255.0
     n_test = mnist.test_images.shape[0]
-    codes = jax.jit(lambda x: [a.reshape(len(x), -1) for a in net.features(params, x)])
-    train_codes, test_codes = batched(codes, train_x), batched(codes, test_x[:n_test])
-    nn = {name: metrics.nearest_neighbour_accuracy(train_codes[i], mnist.train_labels,
-                                                   test_codes[i], test_y[:n_test])
-          for i, name in enumerate(('nearest_neighbour_accuracy_features',
-                                    'nearest_neighbour_accuracy'))}
+    nn = common.encoder_nearest_neighbour(net.features, params, train_x, mnist.train_labels,
+                                          test_x[:n_test], test_y[:n_test])
     nn_acc = nn['nearest_neighbour_accuracy']
     results.update({
         'num_samples': n,

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 import os
 
+import jax
 import numpy as np
 
 from bigran_jax import classifier as classifier_lib
 from bigran_jax import figures, metrics
 from bigran_jax.models import MNIST_SHAPE
+from bigran_jax.util import batched
 
 
 def image_shape(config) -> tuple[int, int, int]:
@@ -39,3 +42,18 @@ def save_snapshot(images, workdir: str, step: int, tb) -> str:
     if tb is not None:
         tb.image(step, 'samples', grid)
     return figures.save_png(os.path.join(workdir, f'samples_{step:07d}.png'), grid)
+
+
+def encoder_nearest_neighbour(features, params, train_x, train_y, test_x, test_y) -> dict:
+    """1-NN classification of `test_x` by `train_x` (flat images `[N, H * W * C]`) on an
+    encoder's two layers, as BiGAN's code scores its encoder (`NNC_e` and `NNC_e-`):
+    `nearest_neighbour_accuracy` on its means and `nearest_neighbour_accuracy_features` on the
+    layer before them. `features(params, x)` gives `(layer before the means, means)`, each
+    `[B, ...]`."""
+    codes = jax.jit(lambda p, x: [a.reshape(len(x), -1) for a in features(p, x)])
+    codes = functools.partial(codes, params)  # weights as arguments, not constants
+    train_codes, test_codes = batched(codes, train_x), batched(codes, test_x)
+    return {name: metrics.nearest_neighbour_accuracy(train_codes[i], train_y, test_codes[i],
+                                                     test_y)
+            for i, name in enumerate(('nearest_neighbour_accuracy_features',
+                                      'nearest_neighbour_accuracy'))}

@@ -403,14 +403,8 @@ def evaluate(params, config, mnist, key, workdir) -> tuple[dict, list, str]:
     sample_step_frechet = [metrics.frechet_distance(f, features_test) for f in step_features]
     # 1-NN classification of the test split by the training split (each binarised once), on
     # the encoder's means and on its LSTM outputs, as BiGRAN's evaluation scores its encoder.
-    codes = jax.jit(lambda g, x: [a.reshape(len(x), -1) for a in net.features({'g': g}, x)])
-    train_codes = batched(functools.partial(codes, params['g']),
-                          binarized_split(mnist, 'train'), batch=1000)
-    test_codes = batched(functools.partial(codes, params['g']), test, batch=1000)
-    nn = {name: metrics.nearest_neighbour_accuracy(train_codes[i], mnist.train_labels,
-                                                   test_codes[i], mnist.test_labels)
-          for i, name in enumerate(('nearest_neighbour_accuracy_features',
-                                    'nearest_neighbour_accuracy'))}
+    nn = common.encoder_nearest_neighbour(net.features, params, binarized_split(mnist, 'train'),
+                                          mnist.train_labels, test, mnist.test_labels)
     results.update({
         'num_samples': n, **nn,
         'class_agreement': metrics.class_agreement(inputs, clf.predict(rec)[0].argmax(-1)),
