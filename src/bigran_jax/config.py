@@ -117,6 +117,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.train.g_ema = 0.0
     c.train.unroll = 0  # unrolled GAN (Metz et al. 2017): G's loss vs D after K updates; 0: off
     c.train.unroll_order = 'second'  # 'second': G's gradient through the K updates; 'first': not
+    # Added to Adam's second moment under the square root in the unrolled updates only (optax's
+    # eps_root): the second-order gradient differentiates sqrt(nu), infinite at nu = 0.
+    c.train.unroll_eps_root = 1e-8
     c.train.iterations_per_call = 10  # iterations per compiled call (fewer dispatches)
     c.train.log_every = 100  # iterations between log lines / metrics.jsonl rows
     # A non-finite loss or parameter: 'stop' the run, or 'rollback' to the last checkpoint (the
@@ -178,6 +181,7 @@ def validate(config: ml_collections.ConfigDict, devices: int | None = None) -> N
          'needs train.g_updates > 0 (the unroll is taken in the generator\'s update)')
     need(config.train.unroll_order in ('second', 'first'), 'train.unroll_order',
          "must be 'second' or 'first'")
+    need(config.train.unroll_eps_root >= 0, 'train.unroll_eps_root', 'must be >= 0')
     need(config.train.iterations_per_call >= 1, 'train.iterations_per_call', 'must be >= 1')
     need(config.train.log_every >= 1, 'train.log_every', 'must be >= 1')
     need(config.eval.snapshot_samples >= 0, 'eval.snapshot_samples', 'must be >= 0')

@@ -9,6 +9,8 @@ run's numbers into a state.
 
 from __future__ import annotations
 
+import functools
+
 import ml_collections
 import numpy as np
 import optax
@@ -16,11 +18,17 @@ import optax
 from bigran_jax.steps import PLAYERS
 
 
-@optax.inject_hyperparams
-def keras_decay_adam(learning_rate: float, decay: float, b1: float = 0.9,
-                     b2: float = 0.999) -> optax.GradientTransformation:
-    """Adam with Keras 1's time decay, `lr / (1 + decay * update_count)`, as the paper's code."""
-    return optax.adam(lambda count: learning_rate / (1.0 + decay * count), b1=b1, b2=b2)
+@functools.partial(optax.inject_hyperparams, static_args=('eps_root',))
+def keras_decay_adam(learning_rate: float, decay: float, b1: float = 0.9, b2: float = 0.999,
+                     eps_root: float = 0.0) -> optax.GradientTransformation:
+    """Adam with Keras 1's time decay, `lr / (1 + decay * update_count)`, as the paper's code.
+
+    `eps_root` (optax's: added to the second moment under the square root) is a static argument,
+    not part of the state, so transformations differing only in it share their states; 0 is the
+    paper's Adam. Differentiating through an update needs it > 0 (`make_optimizers`' 'd_unrolled').
+    """
+    return optax.adam(lambda count: learning_rate / (1.0 + decay * count), b1=b1, b2=b2,
+                      eps_root=eps_root)
 
 
 def hyperparams(train: ml_collections.ConfigDict, lr_scale: float = 1.0) -> dict:
@@ -31,9 +39,16 @@ def hyperparams(train: ml_collections.ConfigDict, lr_scale: float = 1.0) -> dict
 
 
 def make_optimizers(train: ml_collections.ConfigDict) -> dict:
-    """Both players' optimisers, `{'d': ..., 'g': ...}`. Their numbers here are only initial
-    values: `set_hyperparams` sets each run's."""
-    return {p: keras_decay_adam(**h) for p, h in hyperparams(train).items()}
+    """Both players' optimisers, `{'d': ..., 'g': ...}`, and with `train.unroll` > 0 also
+    'd_unrolled': the discriminator's optimiser with `eps_root = train.unroll_eps_root`, which the
+    unrolled updates apply to 'd''s state (`steps.unrolled_discriminator`): the generator's gradient
+    through them differentiates sqrt(nu), infinite where nu = 0. Their numbers here are only
+    initial values: `set_hyperparams` sets each run's."""
+    numbers = hyperparams(train)
+    tx = {p: keras_decay_adam(**h) for p, h in numbers.items()}
+    if train.get('unroll', 0):
+        tx['d_unrolled'] = keras_decay_adam(**numbers['d'], eps_root=train.unroll_eps_root)
+    return tx
 
 
 def set_hyperparams(opt_state: dict, trains: list[ml_collections.ConfigDict],

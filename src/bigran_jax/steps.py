@@ -192,8 +192,11 @@ def player_update(state: TrainState, key, data, *, player: str, game: Game, tx: 
     With `unroll` K > 0, the generator's loss is taken against the discriminator after K unrolled
     updates from the current one (`unrolled_g_loss`), differentiated through them with
     `unroll_order='second'` (Metz et al. 2017, eq. 10) or not with 'first'; the discriminator's
-    own update is unchanged and the unrolled copies are not kept. The generator's metrics are then
-    those of its loss against the unrolled discriminator. K = 0 is the ordinary update.
+    own update is unchanged and the unrolled copies are not kept. The unrolled updates apply
+    `tx['d_unrolled']` where given (`optim.make_optimizers`: Adam with `eps_root` > 0, so that the
+    second-order gradient is finite where a parameter's second moment is 0), else `tx['d']`, to
+    the discriminator's optimiser state. The generator's metrics are then those of its loss against
+    the unrolled discriminator. K = 0 is the ordinary update.
 
     Returns:
       The new state and the metrics: the player's losses plus `{player}_grad_norm` and
@@ -214,7 +217,8 @@ def player_update(state: TrainState, key, data, *, player: str, game: Game, tx: 
             raise ValueError(f'unroll_order={unroll_order!r}: must be one of {UNROLL_ORDERS}')
         k_loss, k_unroll = jax.random.split(k_loss)
         loss = functools.partial(unrolled_g_loss, d_opt_state=state.opt_state['d'], data=data,
-                                 unroll_key=k_unroll, game=game, tx_d=tx['d'], steps=unroll,
+                                 unroll_key=k_unroll, game=game,
+                                 tx_d=tx.get('d_unrolled', tx['d']), steps=unroll,
                                  batch_size=batch_size, second_order=unroll_order == 'second',
                                  axis_name=axis_name)
     grad_fn = jax.value_and_grad(loss, has_aux=True)
