@@ -278,12 +278,43 @@ def test_unroll_zero_is_the_ordinary_bigran_program():
     assert program() != program(unroll=1)
 
 
+@pytest.mark.parametrize('numerics', ['flax', 'keras1'])
+def test_second_order_unroll_is_finite_where_a_gradient_is_exactly_zero(numerics):
+    """At k = 1 the discriminator's LSTM multiplies its recurrent kernel by the zero initial
+    state, so that kernel's gradient is exactly 0, Adam's second moment stays 0 and the
+    derivative of its square root is infinite: `train.unroll_eps_root` (the unrolled updates'
+    Adam only) keeps the generator's second-order gradient finite; 0 gives NaN."""
+    config = rdgan_config.get_config('tiny')
+    config.model.k, config.model.numerics, config.train.unroll = 1, numerics, 1
+    game, images = rdgan.make_game(config), _images()
+
+    def generator_after_one_iteration(eps_root):
+        config.train.unroll_eps_root = eps_root
+        tx = optim.make_optimizers(config.train)
+        state = jax.jit(lambda k: steps.init_state(game, tx, k))(jax.random.key(0))
+        new, _ = jax.jit(lambda s: steps.train_iterations(
+            s, images, jax.random.key(3), num=1, game=game, tx=tx, batch_size=8, d_updates=1,
+            g_updates=1, unroll=1))(state)
+        assert np.array_equal(  # the discriminator's own update never sees eps_root
+            ravel_pytree(new.params['d'])[0], ravel_pytree(reference.params['d'])[0])
+        return ravel_pytree(new.params['g'])[0]
+
+    tx0 = optim.make_optimizers(ml_collections.ConfigDict({**config.train.to_dict(), 'unroll': 0}))
+    state0 = jax.jit(lambda k: steps.init_state(game, tx0, k))(jax.random.key(0))
+    reference, _ = jax.jit(lambda s: steps.train_iterations(
+        s, images, jax.random.key(3), num=1, game=game, tx=tx0, batch_size=8, d_updates=1,
+        g_updates=1))(state0)
+    assert np.isfinite(generator_after_one_iteration(config.train.unroll_eps_root)).all()
+    assert not np.isfinite(generator_after_one_iteration(0.0)).all()
+
+
 @pytest.mark.parametrize('key, value, message', [
     ('unroll', -1, 'config.train.unroll=-1: must be an int >= 0'),
     ('unroll', 1.5, 'config.train.unroll=1.5: must be of type int'),
     ('unroll', True, 'config.train.unroll=True: must be'),
     ('unroll_order', 'third', "config.train.unroll_order='third': must be 'second' or 'first'"),
     ('unroll_order', 2, 'config.train.unroll_order=2: must be of type str'),
+    ('unroll_eps_root', -1e-8, 'config.train.unroll_eps_root=-1e-08: must be >= 0'),
     ('g_updates', 0, 'config.train.unroll=1: needs train.g_updates > 0'),
 ])
 def test_bad_unroll_values_are_one_line_config_errors(key, value, message):

@@ -118,8 +118,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.train.unroll = 0  # unrolled GAN (Metz et al. 2017): G's loss vs D after K updates; 0: off
     c.train.unroll_order = 'second'  # 'second': G's gradient through the K updates; 'first': not
     # Added to Adam's second moment under the square root in the unrolled updates only (optax's
-    # eps_root): the second-order gradient differentiates sqrt(nu), infinite at nu = 0.
-    c.train.unroll_eps_root = 1e-8
+    # eps_root): the second-order gradient differentiates sqrt(nu), infinite at nu = 0. 1e-16:
+    # sqrt = 1e-8, Adam's eps, so only parameters with gradients near 1e-8 or below step less.
+    c.train.unroll_eps_root = 1e-16
     c.train.iterations_per_call = 10  # iterations per compiled call (fewer dispatches)
     c.train.log_every = 100  # iterations between log lines / metrics.jsonl rows
     # A non-finite loss or parameter: 'stop' the run, or 'rollback' to the last checkpoint (the
