@@ -6,6 +6,12 @@ training, scored as the paper's figures are); and a figure of classes over itera
 
   python scripts/rd_verdict.py runs/rdgan_keras1_seeds \
       --figure=docs/figures/rdgan_keras1_classes.png
+  python scripts/rd_verdict.py runs/rdgan_keras1_seeds --against=runs/rdgan_unrolled \
+      --label='K = 0' --against_label='K = 5'    # the same schedule, another setting
+
+With `--against`, a second sweep's members are rows of their own beside the first's, and for each k
+both have, the difference in KL (first minus second) gets its interval and the collapse counts a
+Fisher exact test.
 
 Collapse is defined as the judge finding 3 classes or fewer (>= 2% of samples each) among the
 final samples. Members still training are listed and left out. Prints Markdown.
@@ -15,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import re
 import sys
@@ -62,77 +69,129 @@ def permutation_p(a, b, rng, n: int = 10_000) -> float:
     return (hits + 1) / (n + 1)
 
 
+def fisher_exact_p(a_hits: int, a_n: int, b_hits: int, b_n: int) -> float:
+    """Two-sided Fisher exact test of a 2 x 2 table (`a_hits` of `a_n` against `b_hits` of `b_n`):
+    the summed probability, margins fixed, of every table no more likely than the observed one."""
+    hits, n = a_hits + b_hits, a_n + b_n
+
+    def probability(x):
+        return math.comb(a_n, x) * math.comb(b_n, hits - x) / math.comb(n, hits)
+
+    observed = probability(a_hits)
+    return min(1.0, sum(probability(x) for x in range(max(0, hits - b_n), min(a_n, hits) + 1)
+                        if probability(x) <= observed * (1 + 1e-9)))
+
+
+def read_sweep(path: str) -> tuple[dict, list]:
+    """`({(k, seed): member}, [names still training])` of a sweep workdir."""
+    members, running = {}, []
+    for name in sorted(os.listdir(path)):
+        match = MEMBER.match(name)
+        if not match:
+            continue
+        member = read_member(os.path.join(path, name))
+        if member is None:
+            running.append(name)
+        else:
+            members[(int(match[1]), int(match[2]))] = member
+    return members, running
+
+
 def _mean_sd(values) -> str:
     values = np.asarray(values, float)
     return f'{values.mean():.2f} ± {values.std(ddof=1) if values.size > 1 else 0:.2f}'
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('sweep', help='the sweep workdir (members k=K_seed=S inside)')
-    parser.add_argument('--figure', default='', help='PNG of classes over iterations per k')
-    parser.add_argument('--source', default='auto', help='MNIST source for the grid scores')
-    parser.add_argument('--data_dir', default='')
-    args = parser.parse_args(argv)
-    rng = np.random.default_rng(0)
-
-    members, running = {}, []
-    for name in sorted(os.listdir(args.sweep)):
-        match = MEMBER.match(name)
-        if not match:
-            continue
-        member = read_member(os.path.join(args.sweep, name))
-        if member is None:
-            running.append(name)
-            continue
-        members[(int(match[1]), int(match[2]))] = member
-    if not members:
-        print(f'rd_verdict: no finished member in {args.sweep}', file=sys.stderr)
-        return 1
-    ks = sorted({k for k, _ in members})
-    clf = classifier_lib.shipped()
-    test_images = data.load_mnist(args.source, args.data_dir).test_images.astype(np.float32) / 255
-
-    print(f'Judge {clf.hash} (test accuracy {clf.test_accuracy:.4f}); collapse: '
-          f'<= {COLLAPSED_AT_MOST} classes. Finished members: {len(members)}'
-          + (f"; still training: {', '.join(running)}" if running else '') + '\n')
-    print('| k | seeds | classes (each seed) | collapsed | KL to uniform | confidence | FD | '
-          'grid: classes | grid: KL | grid: confidence | train s (mean) |')
-    print('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |')
-    kl, curves = {}, {}
-    for k in ks:
+def sweep_rows(sweep: str, members: dict, label: str, clf, test_images) -> dict:
+    """Print one table row per k of a sweep; `{k: {'kl': [...], 'collapsed': c, 'seeds': n,
+    'curves': [(steps, classes), ...]}}`."""
+    groups = {}
+    for k in sorted({k for k, _ in members}):
         group = sorted((s, m) for (kk, s), m in members.items() if kk == k)
         final = [m['results'] for _, m in group]
-        grids = [score(os.path.join(args.sweep, f'k={k}_seed={s}', 'samples_0010000.png'),
+        grids = [score(os.path.join(sweep, f'k={k}_seed={s}', 'samples_0010000.png'),
                        'samples', 10, 10, 3, clf, test_images) for s, _ in group]
         classes = [r['modes_covered'] for r in final]
-        kl[k] = [r['kl_to_uniform'] for r in final]
+        kl = [r['kl_to_uniform'] for r in final]
         collapsed = sum(c <= COLLAPSED_AT_MOST for c in classes)
-        print(f"| {k} | {len(group)} | {', '.join(map(str, classes))} | {collapsed} of "
-              f'{len(group)} | {_mean_sd(kl[k])} | '
+        print(f"| {label}{k} | {len(group)} | {', '.join(map(str, classes))} | {collapsed} of "
+              f'{len(group)} | {_mean_sd(kl)} | '
               f"{_mean_sd([r['mean_confidence'] for r in final])} | "
               f"{_mean_sd([r['frechet_distance'] for r in final])} | "
               f"{_mean_sd([g['modes_covered'] for g in grids])} | "
               f"{_mean_sd([g['kl_to_uniform'] for g in grids])} | "
               f"{_mean_sd([g['mean_confidence'] for g in grids])} | "
               f"{np.mean([r.get('train_seconds', np.nan) for r in final]):.0f} |")
-        curves[k] = [(sorted(m['snapshots']), [m['snapshots'][t]['modes_covered']
-                                                for t in sorted(m['snapshots'])])
-                     for _, m in group]
-    if 1 in kl and 4 in kl and len(kl[1]) > 1 and len(kl[4]) > 1:
-        low, high = bootstrap_difference(kl[1], kl[4], rng)
-        p = permutation_p(kl[1], kl[4], rng)
-        diff = np.mean(kl[1]) - np.mean(kl[4])
-        print(f'\nKL(k = 1) - KL(k = 4) = {diff:.3f}, 95% bootstrap interval [{low:.3f}, '
-              f'{high:.3f}], permutation p = {p:.4f} ({len(kl[1])} and {len(kl[4])} seeds).')
+        curves = [(sorted(m['snapshots']), [m['snapshots'][t]['modes_covered']
+                                            for t in sorted(m['snapshots'])]) for _, m in group]
+        groups[k] = {'kl': kl, 'collapsed': collapsed, 'seeds': len(group), 'curves': curves}
+    return groups
+
+
+def _difference(name: str, a: dict, b: dict, rng) -> None:
+    """Print the KL difference of two groups with its interval, and Fisher's test on collapses."""
+    if len(a['kl']) < 2 or len(b['kl']) < 2:
+        return
+    low, high = bootstrap_difference(a['kl'], b['kl'], rng)
+    p = permutation_p(a['kl'], b['kl'], rng)
+    fisher = fisher_exact_p(a['collapsed'], a['seeds'], b['collapsed'], b['seeds'])
+    print(f"\n{name}: KL difference {np.mean(a['kl']) - np.mean(b['kl']):.3f}, 95% bootstrap "
+          f'interval [{low:.3f}, {high:.3f}], permutation p = {p:.4f} ({a["seeds"]} and '
+          f"{b['seeds']} seeds); collapsed {a['collapsed']} of {a['seeds']} against "
+          f"{b['collapsed']} of {b['seeds']}, Fisher's exact p = {fisher:.4f}.")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('sweep', help='the sweep workdir (members k=K_seed=S inside)')
+    parser.add_argument('--against', default='', help='a second sweep workdir, rows beside it')
+    parser.add_argument('--label', default='', help="the first sweep's name in the rows")
+    parser.add_argument('--against_label', default='', help="the second sweep's name")
+    parser.add_argument('--figure', default='', help='PNG of classes over iterations per k')
+    parser.add_argument('--source', default='auto', help='MNIST source for the grid scores')
+    parser.add_argument('--data_dir', default='')
+    args = parser.parse_args(argv)
+    rng = np.random.default_rng(0)
+
+    sweeps = [(args.sweep, args.label)] + ([(args.against, args.against_label)]
+                                           if args.against else [])
+    read = {path: read_sweep(path) for path, _ in sweeps}
+    for path, (members, _) in read.items():
+        if not members:
+            print(f'rd_verdict: no finished member in {path}', file=sys.stderr)
+            return 1
+    clf = classifier_lib.shipped()
+    test_images = data.load_mnist(args.source, args.data_dir).test_images.astype(np.float32) / 255
+
+    running = [f'{os.path.basename(os.path.normpath(path))}/{name}'
+               for path, (_, names) in read.items() for name in names]
+    print(f'Judge {clf.hash} (test accuracy {clf.test_accuracy:.4f}); collapse: '
+          f'<= {COLLAPSED_AT_MOST} classes. Finished members: '
+          f'{sum(len(m) for m, _ in read.values())}'
+          + (f"; still training: {', '.join(running)}" if running else '') + '\n')
+    print('| k | seeds | classes (each seed) | collapsed | KL to uniform | confidence | FD | '
+          'grid: classes | grid: KL | grid: confidence | train s (mean) |')
+    print('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |')
+    groups = [(label, sweep_rows(path, read[path][0], f'{label}, k = ' if label else '', clf,
+                                 test_images)) for path, label in sweeps]
+    first = groups[0][1]
+    if 1 in first and 4 in first:
+        _difference('k = 1 against k = 4' + (f' ({args.label})' if args.label else ''),
+                    first[1], first[4], rng)
+    if args.against:
+        for k in sorted(set(first) & set(groups[1][1])):
+            _difference(f'k = {k}, {args.label or args.sweep} against '
+                        f'{args.against_label or args.against}', first[k], groups[1][1][k], rng)
     if args.figure:
+        panels = [(label, k, g['curves']) for label, group in groups for k, g in group.items()]
         plt = figures._pyplot()
-        fig, axes = plt.subplots(1, len(ks), figsize=(3.2 * len(ks), 3), dpi=120, sharey=True,
-                                 squeeze=False)
-        for ax, k in zip(axes[0], ks, strict=True):
-            for steps, classes in curves[k]:
+        fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3), dpi=120,
+                                 sharey=True, squeeze=False)
+        for ax, (label, k, curves) in zip(axes[0], panels, strict=True):
+            for steps, classes in curves:
                 ax.plot(steps, classes, lw=0.8, alpha=0.7)
-            ax.set(title=f'k = {k} ({len(curves[k])} seeds)', xlabel='iteration', ylim=(0, 10.5))
+            ax.set(title=(f'{label}, ' if label else '') + f'k = {k} ({len(curves)} seeds)',
+                   xlabel='iteration', ylim=(0, 10.5))
             ax.axhline(COLLAPSED_AT_MOST + 0.5, color='grey', ls=':', lw=0.8)
         axes[0][0].set_ylabel('classes (judge, 2,000 samples)')
         fig.suptitle('RD-GAN, the paper\'s schedule: classes over training, one line per seed',
