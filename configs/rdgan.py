@@ -44,6 +44,10 @@ way):
   with 2,000 samples; one member after another (each resumes from its own workdir).
   `python launch.py --config=configs/rdgan.py:keras1_seeds --workdir=runs/rdgan_keras1_seeds`
 - 'reference_seeds': the same protocol for 'reference' (Flax numerics), k = 1 and 4, 3 seeds.
+- 'unrolled_seeds': the default at k = 1, seeds 0-2, with an unrolled discriminator
+  (`train.unroll = 5`, second order, Metz et al. 2017): does unrolling cure the collapse k = 1
+  shows under the paper's schedule? The same protocol as 'keras1_seeds'; compare with
+  `python scripts/rd_verdict.py RUNS/keras1_seeds --against=RUNS/unrolled_seeds`.
 - 'strategies': other ways to show the discriminator several samples, in the same harness and
   schedule as 'tuned'. The discriminator is one shared base network (Dense 256, LeakyReLU
   0.2, on the pixels) under one of `benchmark_models.StrategyDiscriminator`'s heads: plain (k = 1),
@@ -61,14 +65,17 @@ way):
 from bigran_jax.config import base_config
 
 VARIANTS = ('default', 'tuned', 'reference', 'keras1', 'keras1_seeds', 'reference_seeds',
-            'strategies', 'tiny')
+            'unrolled_seeds', 'strategies', 'tiny')
 # The paper's schedule (docs/reference_notes.md section 2), and those of it with Keras 1's numerics.
-PAPER_SCHEDULE = ('default', 'reference', 'keras1', 'keras1_seeds', 'reference_seeds')
-KERAS1 = ('default', 'keras1', 'keras1_seeds')
+PAPER_SCHEDULE = ('default', 'reference', 'keras1', 'keras1_seeds', 'reference_seeds',
+                  'unrolled_seeds')
+KERAS1 = ('default', 'keras1', 'keras1_seeds', 'unrolled_seeds')
+PROTOCOL = ('default', 'keras1', 'keras1_seeds', 'reference_seeds', 'unrolled_seeds')
 
 # (model.k, seed) of the seeds variants, in training order: k = 1, 4 (and 2) for seed 0, then 1...
 KERAS1_MEMBERS = tuple((k, s) for s in range(10) for k in ((1, 4, 2) if s < 5 else (1, 4)))
 REFERENCE_MEMBERS = tuple((k, s) for s in range(3) for k in (1, 4))
+UNROLLED_MEMBERS = tuple((1, s) for s in range(3))
 
 STRATEGY_ROWS = (  # (model.strategy, model.k, model.bidirectional)
     ('plain', 1, False), ('minibatch', 1, False), ('packing', 4, False),
@@ -123,12 +130,15 @@ def get_config(variant: str = 'default'):
         c.train.d_l1, c.train.g_l1 = 1e-5, 1e-6
     if variant in KERAS1:
         c.model.numerics = 'keras1'
-    if variant in ('default', 'keras1', 'keras1_seeds', 'reference_seeds'):  # paper's protocol
+    if variant in PROTOCOL:  # the paper's protocol
         c.eval.snapshot_steps = tuple(range(1000, 10_001, 1000))
         c.population = False
-    if variant in ('keras1_seeds', 'reference_seeds'):
-        c.sweep = ((('model.k', 'seed'),
-                    KERAS1_MEMBERS if variant == 'keras1_seeds' else REFERENCE_MEMBERS),)
+    if variant.endswith('_seeds'):
+        members = {'keras1_seeds': KERAS1_MEMBERS, 'reference_seeds': REFERENCE_MEMBERS,
+                   'unrolled_seeds': UNROLLED_MEMBERS}[variant]
+        c.sweep = ((('model.k', 'seed'), members),)
+    if variant == 'unrolled_seeds':
+        c.train.unroll = 5
     if variant == 'strategies':
         c.model.d_body = 256
         c.sweep = ((('model.strategy', 'model.k', 'model.bidirectional'), STRATEGY_ROWS),

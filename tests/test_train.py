@@ -283,6 +283,15 @@ def test_rdgan_variants_change_what_they_say():
     rows = {(m.model.strategy, m.model.k, m.model.bidirectional) for m in members.values()}
     assert rows == set(rdgan_config.STRATEGY_ROWS) and len(members) == 6 * 3
     assert not strategies.population
+    # 'unrolled_seeds': the default's members at k = 1, seeds 0-2, with train.unroll = 5
+    unrolled = rdgan_config.get_config('unrolled_seeds')
+    unrolled_members = sweep.members(unrolled)
+    assert {(m.model.k, m.seed) for m in unrolled_members.values()} == {(1, 0), (1, 1), (1, 2)}
+    member = next(iter(unrolled_members.values()))
+    default = rdgan_config.get_config()
+    default.model.k, default.seed, default.train.unroll = 1, member.seed, 5
+    default.sweep = member.sweep
+    assert member.to_dict() == default.to_dict()
     with pytest.raises(ValueError, match="unknown variant 'ref'"):
         rdgan_config.get_config('ref')
 
