@@ -59,13 +59,15 @@ way):
   discrimination is far ahead (10 classes in every seed, Frechet distance about 70 against about
   200 for packing and recurrent k = 4); the recurrent head does better at k = 1 (KL 0.14, FD 103)
   than at k = 4 (KL 0.29, FD 192) in every seed.
+- 'unrolled_strategies': 'strategies' at plain k = 1 and recurrent k = 4 (forward), each with
+  `train.unroll` 0 and 5 (second order), seeds 0-2: the unrolled discriminator on the harness.
 - 'tiny': 'tuned' shrunk to seconds (tests, a first smoke run).
 """
 
 from bigran_jax.config import base_config
 
 VARIANTS = ('default', 'tuned', 'reference', 'keras1', 'keras1_seeds', 'reference_seeds',
-            'unrolled_seeds', 'strategies', 'tiny')
+            'unrolled_seeds', 'strategies', 'unrolled_strategies', 'tiny')
 # The paper's schedule (docs/reference_notes.md section 2), and those of it with Keras 1's numerics.
 PAPER_SCHEDULE = ('default', 'reference', 'keras1', 'keras1_seeds', 'reference_seeds',
                   'unrolled_seeds')
@@ -80,6 +82,7 @@ UNROLLED_MEMBERS = tuple((1, s) for s in range(3))
 STRATEGY_ROWS = (  # (model.strategy, model.k, model.bidirectional)
     ('plain', 1, False), ('minibatch', 1, False), ('packing', 4, False),
     ('recurrent', 4, False), ('recurrent', 4, True), ('recurrent', 1, False))
+UNROLLED_STRATEGY_ROWS = (('plain', 1, False), ('recurrent', 4, False))
 
 
 def get_config(variant: str = 'default'):
@@ -139,11 +142,14 @@ def get_config(variant: str = 'default'):
         c.sweep = ((('model.k', 'seed'), members),)
     if variant == 'unrolled_seeds':
         c.train.unroll = 5
-    if variant == 'strategies':
+    if variant in ('strategies', 'unrolled_strategies'):
         c.model.d_body = 256
         c.sweep = ((('model.strategy', 'model.k', 'model.bidirectional'), STRATEGY_ROWS),
                    ('seed', (0, 1, 2)))
         c.population = False  # one member at a time: faster than a population on a CPU
+    if variant == 'unrolled_strategies':
+        c.sweep = ((('model.strategy', 'model.k', 'model.bidirectional'), UNROLLED_STRATEGY_ROWS),
+                   ('train.unroll', (0, 5)), ('seed', (0, 1, 2)))
     if variant == 'tiny':
         c.model.k, c.model.latent, c.model.g_hidden, c.model.d_hidden = 2, 8, 16, 8
         c.train.batch_size, c.train.num_steps, c.train.iterations_per_call = 8, 4, 2

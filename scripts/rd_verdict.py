@@ -8,10 +8,12 @@ training, scored as the paper's figures are); and a figure of classes over itera
       --figure=docs/figures/rdgan_keras1_classes.png
   python scripts/rd_verdict.py runs/rdgan_keras1_seeds --against=runs/rdgan_unrolled \
       --label='K = 0' --against_label='K = 5'    # the same schedule, another setting
+  python scripts/rd_verdict.py runs/rdgan_keras1_seeds --members    # one row per member too
 
 With `--against`, a second sweep's members are rows of their own beside the first's, and for each k
 both have, the difference in KL (first minus second) gets its interval and the collapse counts a
-Fisher exact test.
+Fisher exact test. With `--members`, each member's row follows: its final classes, KL,
+confidence and FD, its snapshots' classes and KL at 1k, 2k, 5k and 10k iterations, its minutes.
 
 Collapse is defined as the judge finding 3 classes or fewer (>= 2% of samples each) among the
 final samples. Members still training are listed and left out. Prints Markdown.
@@ -128,6 +130,25 @@ def sweep_rows(sweep: str, members: dict, label: str, clf, test_images) -> dict:
     return groups
 
 
+SNAPSHOT_STEPS = (1000, 2000, 5000, 10_000)
+
+
+def member_rows(members: dict, label: str = '') -> list[str]:
+    """One Markdown row per member, by k then seed: final classes, KL, confidence, FD; the
+    snapshots' classes and KL at `SNAPSHOT_STEPS` ('-' where none); minutes of training."""
+    rows = []
+    for (k, seed), member in sorted(members.items()):
+        final, snaps = member['results'], member['snapshots']
+        at = [snaps.get(step) for step in SNAPSHOT_STEPS]
+        classes = ' / '.join('-' if s is None else str(s['modes_covered']) for s in at)
+        kl = ' / '.join('-' if s is None else f"{s['kl_to_uniform']:.2f}" for s in at)
+        rows.append(f"| {label}{k} | {seed} | {final['modes_covered']} | "
+                    f"{final['kl_to_uniform']:.2f} | {final['mean_confidence']:.2f} | "
+                    f"{final['frechet_distance']:.0f} | {classes} | {kl} | "
+                    f"{final.get('train_seconds', math.nan) / 60:.0f} |")
+    return rows
+
+
 def _difference(name: str, a: dict, b: dict, rng) -> None:
     """Print the KL difference of two groups with its interval, and Fisher's test on collapses."""
     if len(a['kl']) < 2 or len(b['kl']) < 2:
@@ -147,6 +168,7 @@ def main(argv=None) -> int:
     parser.add_argument('--against', default='', help='a second sweep workdir, rows beside it')
     parser.add_argument('--label', default='', help="the first sweep's name in the rows")
     parser.add_argument('--against_label', default='', help="the second sweep's name")
+    parser.add_argument('--members', action='store_true', help='a row per member as well')
     parser.add_argument('--figure', default='', help='PNG of classes over iterations per k')
     parser.add_argument('--source', default='auto', help='MNIST source for the grid scores')
     parser.add_argument('--data_dir', default='')
@@ -174,6 +196,12 @@ def main(argv=None) -> int:
     print('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |')
     groups = [(label, sweep_rows(path, read[path][0], f'{label}, k = ' if label else '', clf,
                                  test_images)) for path, label in sweeps]
+    if args.members:
+        print('\n| k | seed | classes | KL | confidence | FD | classes at 1k / 2k / 5k / 10k | '
+              'KL at 1k / 2k / 5k / 10k | minutes |')
+        print('| --- | --- | --- | --- | --- | --- | --- | --- | --- |')
+        for path, label in sweeps:
+            print('\n'.join(member_rows(read[path][0], f'{label}, k = ' if label else '')))
     first = groups[0][1]
     if 1 in first and 4 in first:
         _difference('k = 1 against k = 4' + (f' ({args.label})' if args.label else ''),

@@ -292,6 +292,13 @@ def test_rdgan_variants_change_what_they_say():
     default.model.k, default.seed, default.train.unroll = 1, member.seed, 5
     default.sweep = member.sweep
     assert member.to_dict() == default.to_dict()
+    # 'unrolled_strategies': two of the harness's rows, K = 0 and 5, seeds 0-2
+    harness = sweep.members(rdgan_config.get_config('unrolled_strategies'))
+    assert len(harness) == 2 * 2 * 3
+    name = 'strategy=recurrent_k=4_bidirectional=False_unroll=5_seed=2'
+    expected = members['strategy=recurrent_k=4_bidirectional=False_seed=2']
+    expected.train.unroll = 5
+    assert harness[name].to_dict() == expected.to_dict()
     with pytest.raises(ValueError, match="unknown variant 'ref'"):
         rdgan_config.get_config('ref')
 

@@ -92,7 +92,7 @@ def base_config() -> ml_collections.ConfigDict:
 
     c.model = ml_collections.ConfigDict()
     c.model.k = 4  # samples the discriminator reads in a row (recurrent-discrimination depth)
-    c.model.unroll = 1  # scan unroll of every recurrence (speed only; same function)
+    c.model.unroll = 1  # lax.scan's unroll of every recurrence (speed only; not train.unroll)
     # 'flax' (Flax's initialisers, logistic gates, one dropout mask per LSTM input) or 'keras1'
     # (what the paper's code inherited: glorot / orthogonal per gate, hard_sigmoid gates, one
     # dropout mask per gate, clipped cross-entropy); see bigran_jax.recurrent.
