@@ -28,13 +28,13 @@ from bigran_jax import classifier, data  # noqa: E402
 MOCK_EXAMPLES = 6  # records per split of `mock_tfds`
 
 
-def tiny_mnist_dir(path, n_train=64, n_test=32):
-    """A folder of the four IDX files holding random digits-like images."""
+def tiny_mnist_dir(path, n_train=64, n_test=32, size=28):
+    """A folder of the four IDX files holding random `size` x `size` digits-like images."""
     rng = np.random.default_rng(0)
     os.makedirs(path, exist_ok=True)
     for stem, n in (('train', n_train), ('t10k', n_test)):
         data.write_idx(os.path.join(path, f'{stem}-images-idx3-ubyte.gz'),
-                       rng.integers(0, 256, (n, 28, 28), dtype=np.uint8))
+                       rng.integers(0, 256, (n, size, size), dtype=np.uint8))
         data.write_idx(os.path.join(path, f'{stem}-labels-idx1-ubyte.gz'),
                        (np.arange(n) % 10).astype(np.uint8))
     return str(path)

@@ -22,6 +22,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 import rdgan as rdgan_config  # noqa: E402
 import toy as toy_config  # noqa: E402
+from conftest import tiny_mnist_dir  # noqa: E402
 
 import launch  # noqa: E402
 
@@ -139,17 +140,6 @@ def test_rollback_gives_up_after_max_rollbacks(tmp_path):
     assert steps_on_disk(tmp_path) == []
 
 
-def tiny_idx_dir(path, size=28):
-    rng = np.random.default_rng(0)
-    os.makedirs(path, exist_ok=True)
-    for stem, n in (('train', 16), ('t10k', 8)):
-        data.write_idx(os.path.join(path, f'{stem}-images-idx3-ubyte.gz'),
-                       rng.integers(0, 256, (n, size, size), dtype=np.uint8))
-        data.write_idx(os.path.join(path, f'{stem}-labels-idx1-ubyte.gz'),
-                       (np.arange(n) % 10).astype(np.uint8))
-    return str(path)
-
-
 def wrong_type(c):
     with c.ignore_type():  # what a config rebuilt from a dict could hold
         c.train.batch_size = '8'
@@ -210,7 +200,8 @@ def test_bad_config_is_named_in_one_line_before_training(tmp_path, case):
 
 def test_images_of_the_wrong_size_are_named(tmp_path):
     config = rdgan_config.get_config('tiny')
-    config.data.source, config.data.dir = 'idx', tiny_idx_dir(tmp_path / 'mnist32', size=32)
+    config.data.source = 'idx'
+    config.data.dir = tiny_mnist_dir(tmp_path / 'mnist32', 16, 8, size=32)
     with pytest.raises(data.DataError, match=r'train-images-idx3-ubyte.gz: images are \(32, 32\), '
                                              'expected 28 x 28') as e:
         train.train_and_evaluate(config, str(tmp_path / 'wd'))
@@ -231,7 +222,7 @@ def test_batch_that_does_not_split_over_devices_is_named(batch_size, k, devices,
 
 def test_workdir_of_another_experiment_is_left_as_it_was(resumed, tmp_path):
     config = rdgan_config.get_config('tiny')
-    config.data.source, config.data.dir = 'idx', tiny_idx_dir(tmp_path / 'mnist')
+    config.data.source, config.data.dir = 'idx', tiny_mnist_dir(tmp_path / 'mnist', 16, 8)
     before = (resumed / 'config.json').read_text()
     with pytest.raises(checkpoints.CheckpointError, match="experiment 'toy'"):
         train.train_and_evaluate(config, str(resumed))
