@@ -60,7 +60,8 @@ way):
   200 for packing and recurrent k = 4); the recurrent head does better at k = 1 (KL 0.14, FD 103)
   than at k = 4 (KL 0.29, FD 192) in every seed.
 - 'unrolled_strategies': 'strategies' at plain k = 1 and recurrent k = 4 (forward), each with
-  `train.unroll` 0 and 5 (second order), seeds 0-2: the unrolled discriminator on the harness.
+  `train.unroll` 0, 5 (second order) and 5 (first order), seeds 0-2: the unrolled discriminator
+  on the harness.
 - 'tiny': 'tuned' shrunk to seconds (tests, a first smoke run).
 """
 
@@ -83,6 +84,7 @@ STRATEGY_ROWS = (  # (model.strategy, model.k, model.bidirectional)
     ('plain', 1, False), ('minibatch', 1, False), ('packing', 4, False),
     ('recurrent', 4, False), ('recurrent', 4, True), ('recurrent', 1, False))
 UNROLLED_STRATEGY_ROWS = (('plain', 1, False), ('recurrent', 4, False))
+UNROLLED_STRATEGY_ORDERS = ((0, 'second'), (5, 'second'), (5, 'first'))  # train.unroll, its order
 
 
 def get_config(variant: str = 'default'):
@@ -149,7 +151,8 @@ def get_config(variant: str = 'default'):
         c.population = False  # one member at a time: faster than a population on a CPU
     if variant == 'unrolled_strategies':
         c.sweep = ((('model.strategy', 'model.k', 'model.bidirectional'), UNROLLED_STRATEGY_ROWS),
-                   ('train.unroll', (0, 5)), ('seed', (0, 1, 2)))
+                   (('train.unroll', 'train.unroll_order'), UNROLLED_STRATEGY_ORDERS),
+                   ('seed', (0, 1, 2)))
     if variant == 'tiny':
         c.model.k, c.model.latent, c.model.g_hidden, c.model.d_hidden = 2, 8, 16, 8
         c.train.batch_size, c.train.num_steps, c.train.iterations_per_call = 8, 4, 2

@@ -146,10 +146,14 @@ def test_resume_continues_exactly(tmp_path):
     half = tiny(toy_config)
     half.model.hidden = 16
     half.train.num_steps = 4
-    train.train_and_evaluate(half, str(tmp_path / 'resumed'))
-    train.train_and_evaluate(c, str(tmp_path / 'resumed'))
+    first_leg = train.train_and_evaluate(half, str(tmp_path / 'resumed'))['train_seconds']
+    both_legs = train.train_and_evaluate(c, str(tmp_path / 'resumed'))['train_seconds']
     a, b = final_params(str(tmp_path / 'straight'), c), final_params(str(tmp_path / 'resumed'), c)
     jax.tree.map(np.testing.assert_array_equal, a, b)
+    # train_seconds sums the legs (the checkpoints carry it up to their saving), also when a
+    # finished run is rerun: then it is the time up to the last checkpoint, not about 0.
+    again = train.train_and_evaluate(c, str(tmp_path / 'resumed'))['train_seconds']
+    assert first_leg < both_legs and first_leg < again <= both_legs + 1
 
 
 def test_relative_workdir_is_saved_and_resumed(tmp_path, monkeypatch):
@@ -292,12 +296,12 @@ def test_rdgan_variants_change_what_they_say():
     default.model.k, default.seed, default.train.unroll = 1, member.seed, 5
     default.sweep = member.sweep
     assert member.to_dict() == default.to_dict()
-    # 'unrolled_strategies': two of the harness's rows, K = 0 and 5, seeds 0-2
+    # 'unrolled_strategies': two of the harness's rows; K = 0, K = 5 second and first order
     harness = sweep.members(rdgan_config.get_config('unrolled_strategies'))
-    assert len(harness) == 2 * 2 * 3
-    name = 'strategy=recurrent_k=4_bidirectional=False_unroll=5_seed=2'
+    assert len(harness) == 2 * 3 * 3
+    name = 'strategy=recurrent_k=4_bidirectional=False_unroll=5_unroll_order=first_seed=2'
     expected = members['strategy=recurrent_k=4_bidirectional=False_seed=2']
-    expected.train.unroll = 5
+    expected.train.unroll, expected.train.unroll_order = 5, 'first'
     assert harness[name].to_dict() == expected.to_dict()
     with pytest.raises(ValueError, match="unknown variant 'ref'"):
         rdgan_config.get_config('ref')

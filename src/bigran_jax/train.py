@@ -190,7 +190,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict | Run,
         num_steps = run.config.train.num_steps
         marks = _boundaries(run.config, num_steps)
         _log_start(run, step)
-        t_train = t_start = time.perf_counter()
+        t_train = t_start = outputs.t_train = time.perf_counter()
         step_start, trained = step, 0
         with _StopSignal() as stop:
             while step < num_steps:
@@ -220,11 +220,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict | Run,
                     outputs.save(step, state)
         outputs.save(step, state, force=True)
         outputs.wait()
-        seconds = time.perf_counter() - t_train
+        seconds, total = time.perf_counter() - t_train, outputs.train_seconds()
         results = [{} for _ in workdirs]
         if outputs.primary:
             params = jax.device_get(run.split(steps.evaluation_params(state)))
-            results = [evaluate(run, p, w, step, tb, member=i, train_seconds=seconds)
+            results = [evaluate(run, p, w, step, tb, member=i, train_seconds=total)
                        for i, (p, w, tb) in enumerate(zip(params, workdirs, outputs.tbs,
                                                           strict=True))]
     finally:
@@ -245,6 +245,14 @@ class Outputs:
         self.ckpts = [run.checkpointer(w, i) for i, w in enumerate(workdirs)]
         self.tbs = []
         self.closed = False
+        # Wall time of training: the earlier legs' (saved in the checkpoint resumed from) and
+        # this leg's, from `t_train` on.
+        self.seconds_before, self.t_train = 0.0, time.perf_counter()
+
+    def train_seconds(self) -> float:
+        """Seconds of training so far, summed over the legs a resumed run was trained in (each
+        earlier leg up to its last checkpoint)."""
+        return self.seconds_before + time.perf_counter() - self.t_train
 
     def restore(self) -> list[tuple]:
         """Each run's latest good checkpoint and its step, `(None, None)` where none."""
@@ -268,7 +276,9 @@ class Outputs:
             ckpt.meta = {**ckpt.meta, 'lr_scale': scale, 'rollbacks': rollbacks}
 
     def save(self, step: int, state, force: bool = False) -> None:
+        seconds = self.train_seconds()
         for ckpt, run_state in zip(self.ckpts, self.run.split(state), strict=True):
+            ckpt.meta = {**ckpt.meta, 'train_seconds': seconds}
             ckpt.save(step, run_state, force=force)
 
     def wait(self) -> None:
@@ -332,6 +342,7 @@ def resume(run: Run, outputs: Outputs, restored: list[tuple]) -> tuple:
     else:
         meta = outputs.ckpts[0].read_meta(step)
         outputs.set_lr_scale(meta.get('lr_scale', 1.0), meta.get('rollbacks', 0))
+        outputs.seconds_before = float(meta.get('train_seconds', 0.0))
         logging.info('resumed from the checkpoint of iteration %d%s', step,
                      f' (learning rates x{run.lr_scale:g} after {meta["rollbacks"]} rollback(s))'
                      if run.lr_scale != 1.0 else '')
@@ -453,8 +464,8 @@ def evaluate(run: Run, params, workdir: str, step: int,
              train_seconds: float | None = None) -> dict:
     """Runs the experiment's evaluation on member `member`'s `params` (trained `step` iterations)
     and writes results.json, a metrics.jsonl row, report.md and TensorBoard scalars.
-    `train_seconds`: the wall time of the training call that just ended (a resumed run counts
-    only its last leg), recorded in results.json."""
+    `train_seconds`: the wall time of training, summed over the legs of a resumed run (each
+    earlier leg up to its last checkpoint), recorded in results.json."""
     t0 = time.perf_counter()
     config = run.configs[member]
     results, figs, text = run.experiment.evaluate(params, config, run.mnist,
