@@ -27,9 +27,9 @@ way):
   iterations and the samples are faint blobs at 2,000 iterations (they sharpen by 10,000). Under
   this one, k = 4 reaches 8 classes and KL 0.44 in each of 3 seeds (the paper's own k = 4 figure: 9
   classes, KL 0.47), but k = 1 reaches the same KL, so the paper's k effect does not show; nor with
-  k = 2 or 8, at 3x the iterations, or with a moving average of the generator (`train.g_ema`): k >=
-  4 gives the best single run and the worst collapses (docs/rdgan.md has the measurements). Under
-  the paper's own schedule the effect does show (':keras1_seeds').
+  k = 2 or 8, at 3x the iterations, or with a moving average of the generator (`train.g_ema`):
+  k >= 4 gives the best single run and the worst collapses (docs/rdgan.md has the measurements).
+  Under the paper's own schedule the effect does show (':keras1_seeds').
 - 'reference': the paper's schedule (4 D updates per G update; Adam 3e-4 / 1e-4, b1 0.9, Keras
   decay 1e-4 / 4e-4; L1 1e-5 / 1e-6 on the weights).
 - 'keras1': the default, by the name it had before it was the default: 'reference' with the
