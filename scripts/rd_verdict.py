@@ -194,14 +194,15 @@ def main(argv=None) -> int:
     print('| k | seeds | classes (each seed) | collapsed | KL to uniform | confidence | FD | '
           'grid: classes | grid: KL | grid: confidence | train s (mean) |')
     print('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |')
-    groups = [(label, sweep_rows(path, read[path][0], f'{label}, k = ' if label else '', clf,
-                                 test_images)) for path, label in sweeps]
+    prefix = {path: f'{label}, k = ' if label else '' for path, label in sweeps}  # row's k cell
+    groups = [(label, sweep_rows(path, read[path][0], prefix[path], clf, test_images))
+              for path, label in sweeps]
     if args.members:
         print('\n| k | seed | classes | KL | confidence | FD | classes at 1k / 2k / 5k / 10k | '
               'KL at 1k / 2k / 5k / 10k | minutes |')
         print('| --- | --- | --- | --- | --- | --- | --- | --- | --- |')
-        for path, label in sweeps:
-            print('\n'.join(member_rows(read[path][0], f'{label}, k = ' if label else '')))
+        for path, _ in sweeps:
+            print('\n'.join(member_rows(read[path][0], prefix[path])))
     first = groups[0][1]
     if 1 in first and 4 in first:
         _difference('k = 1 against k = 4' + (f' ({args.label})' if args.label else ''),

@@ -190,7 +190,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict | Run,
         num_steps = run.config.train.num_steps
         marks = _boundaries(run.config, num_steps)
         _log_start(run, step)
-        t_train = t_start = outputs.t_train = time.perf_counter()
+        t_start = outputs.t_train = time.perf_counter()
         step_start, trained = step, 0
         with _StopSignal() as stop:
             while step < num_steps:
@@ -220,7 +220,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict | Run,
                     outputs.save(step, state)
         outputs.save(step, state, force=True)
         outputs.wait()
-        seconds, total = time.perf_counter() - t_train, outputs.train_seconds()
+        seconds = time.perf_counter() - outputs.t_train  # this leg's
+        total = outputs.seconds_before + seconds
         results = [{} for _ in workdirs]
         if outputs.primary:
             params = jax.device_get(run.split(steps.evaluation_params(state)))
