@@ -7,6 +7,11 @@
 Several hosts (or processes) train one run together when each starts the same command with
 `--coordinator=HOST0:PORT --num_processes=N --process_id=I` and the workdir is on storage they
 share; process 0 writes the logs, figures and results; all take part in each checkpoint.
+
+Several processes share a sweep's members when each starts the same command on the same workdir
+(a SLURM array, a Kubernetes indexed job, a few shells): each trains the next member no other
+process holds (docs/usage.md#a-sweep-over-several-machines). A workdir in use by a live process
+is refused in one line.
 """
 
 import contextlib
@@ -25,8 +30,13 @@ from bigran_jax import parallel, sweep, train
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file('config', None, 'Experiment config file.', lock_config=True)
 flags.DEFINE_string('workdir', None, 'Directory for config, checkpoints, metrics and figures.')
-flags.DEFINE_enum('mode', 'train', ['train', 'eval'],
-                  'train (resumes if the workdir has a checkpoint) or eval the latest checkpoint.')
+flags.DEFINE_enum('mode', 'train', ['train', 'eval', 'summary'],
+                  'train (resumes if the workdir has a checkpoint; a sweep skips finished '
+                  'members), eval the latest checkpoint, or summary: rebuild a sweep\'s '
+                  'summary.md from its members\' results.')
+flags.DEFINE_string('worker', None, 'This process\'s name in a sweep\'s logs and lock files '
+                    '(else $SLURM_ARRAY_TASK_ID or $JOB_COMPLETION_INDEX); no worker needs one '
+                    'to find work.')
 flags.DEFINE_string('coordinator', '', 'host:port of process 0, to join a multi-host cluster '
                     '(else $JAX_COORDINATOR_ADDRESS; unset = single host).')
 flags.DEFINE_integer('num_processes', 0, 'Processes in the cluster (else $JAX_NUM_PROCESSES).')
@@ -51,8 +61,12 @@ def main(argv):
                  jax.process_count(), jax.devices())
     config, workdir = FLAGS.config, FLAGS.workdir
     with one_line_errors():
-        if config.sweep:  # every member, in populations where they can share a program
-            sweep.run(config, workdir, FLAGS.mode)
+        if FLAGS.mode == 'summary':
+            if not config.sweep:
+                sys.exit('launch.py: --mode=summary: this config has no sweep (config.sweep)')
+            sweep.write_summary(config, workdir)
+        elif config.sweep:  # each member no other process holds; populations as one program
+            sweep.run(config, workdir, FLAGS.mode, FLAGS.worker)
         elif FLAGS.mode == 'eval':
             train.evaluate_checkpoint(config, workdir)
         else:

@@ -161,8 +161,7 @@ def run_benchmark(name: str, workdir: str, **kwargs) -> list[dict]:
         first = ms[names[0]]
         label = row_name(first.model.strategy, first.model.k)
         steps = first.train.num_steps
-        done = [(report.read_results(dirs[n]) or {}).get('step') == steps for n in names]
-        if not all(done):
+        if not all(sweep.finished(ms[n], dirs[n]) for n in names):
             logging.info('%s: training %s, %d seeds, %d iterations', name, label, len(names), steps)
             population.train_population([ms[n] for n in names], [dirs[n] for n in names])
         results = [report.read_results(dirs[n]) for n in names]

@@ -86,6 +86,7 @@ def get_config(variant: str = 'ring'):
     c.eval.snapshot_steps = (10_000, 100_000)
     c.sweep = ((('model.strategy', 'model.k', 'train.batch_size'), ROWS),
                ('seed', (0, 1, 2, 3, 4)))
+    c.population = True  # a row's seeds as one program: an accelerator benchmark
     if variant.startswith('veegan_'):
         c.model.architecture = 'unrolled'
         c.model.latent = 256  # U z_dim; V: 254 + 1 eps

@@ -127,6 +127,7 @@ def get_config(variant: str = 'default'):
     c.eval.snapshot_steps = (1000, 2000, 5000, 10_000)
     c.eval.snapshot_samples = 2000  # judged at each snapshot: modes and KL as training goes
     c.sweep = (('model.k', (1, 2, 4, 8)), ('seed', (0, 1, 2)))
+    c.population = True  # the seeds of a k as one program (the protocol variants: one by one)
 
     if variant in PAPER_SCHEDULE:
         c.train.instance_noise = 0.0

@@ -92,4 +92,5 @@ def get_config(setting: str = 'veegan'):
         c.eval.num_samples = 25_600  # U num_test_sample
         c.sweep = ((('model.strategy', 'model.k', 'train.batch_size'), rows(128)),
                    ('seed', (0, 1, 2)))
+    c.population = True  # a row's seeds as one program: an accelerator benchmark
     return c

@@ -21,6 +21,7 @@ from test_train import final_params, tiny  # noqa: E402
 def tiny_toy(seeds, **train_overrides):
     c = tiny(toy_config, **train_overrides)
     c.sweep = (('seed', tuple(seeds)),)
+    c.population = True
     return c
 
 
@@ -45,8 +46,8 @@ def test_population_of_four_seeds_equals_four_separate_runs(tmp_path, monkeypatc
     calls = []
     train_population = population.train_population
     monkeypatch.setattr(population, 'train_population',
-                        lambda configs, workdirs: calls.append(len(configs)) or
-                        train_population(configs, workdirs))
+                        lambda configs, workdirs, **kw: calls.append(len(configs)) or
+                        train_population(configs, workdirs, **kw))
     c = tiny_toy(range(4))
     together = sweep.run(c, str(tmp_path / 'together'))
     c.population = False

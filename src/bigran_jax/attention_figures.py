@@ -176,7 +176,8 @@ def save_attention_gif(path: str, canvases, windows, *, n: int, rows: int, cols:
     for s in range(t):
         grid = figures.image_grid(canvases[:, s], rows, cols, pad)
         picture = Image.fromarray(grid).convert('RGB')
-        picture = picture.resize((picture.width * scale, picture.height * scale), Image.NEAREST)
+        picture = picture.resize((picture.width * scale, picture.height * scale),
+                                 Image.Resampling.NEAREST)
         draw = ImageDraw.Draw(picture)
         for i in range(count):
             r, c = divmod(i, cols)

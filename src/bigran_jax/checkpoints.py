@@ -122,9 +122,11 @@ class Checkpointer:
             except CheckpointError:
                 raise
             except Exception as e:  # Orbax and TensorStore raise Exception, ValueError, KeyError...
-                while e.__cause__ is not None:  # TensorStore's own error says which file and why.
-                    e = e.__cause__
-                reason = f'{type(e).__name__}: {(str(e).splitlines() or [""])[0][:300]}'
+                cause: BaseException = e
+                while cause.__cause__ is not None:  # TensorStore's own error: which file and why.
+                    cause = cause.__cause__
+                reason = f'{type(cause).__name__}: {(str(cause).splitlines() or [""])[0][:300]}'
+                del cause  # as Python deletes `e` here: no frame -> traceback -> frame cycle
                 logging.warning('Checkpoint step %d in %s does not restore (%s); trying an older '
                                 'one.', step, self.directory, reason)
                 if jax.process_index() == 0:

@@ -25,7 +25,7 @@ import json
 import os
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import flax.linen as nn
 import flax.serialization
@@ -246,7 +246,8 @@ def train_classifier(
     train_images = np.asarray(mnist.train_images)
     if train_images.ndim == 3:
         train_images = train_images[..., None]
-    image_shape = tuple(int(n) for n in train_images.shape[1:])  # `init_params` checks it
+    # (H, W, C) once `init_params` has checked it, before any other use.
+    image_shape = cast(tuple[int, int, int], tuple(int(n) for n in train_images.shape[1:]))
     # MNIST's ten digits, even in a subset that lacks some; any other dataset: its labels' count.
     num_classes = max(NUM_CLASSES if getattr(mnist, 'name', 'mnist') == 'mnist' else 1,
                       int(np.max(mnist.train_labels, initial=0)) + 1,

@@ -47,6 +47,7 @@ import tempfile
 import time
 import zlib
 from collections.abc import Sequence
+from typing import cast
 
 import numpy as np
 from absl import logging
@@ -70,7 +71,7 @@ IDX_STEMS = {
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.gif')
 
 # IDX element type codes (third byte of the magic number); IDX stores everything big-endian.
-_IDX_DTYPES = {
+_IDX_DTYPES: dict[int, np.dtype] = {
     0x08: np.dtype('u1'),
     0x09: np.dtype('i1'),
     0x0B: np.dtype('>i2'),
@@ -123,7 +124,8 @@ class Dataset:
     @property
     def image_shape(self) -> tuple[int, int, int]:
         """`(H, W, C)` of one image."""
-        return tuple(int(n) for n in self.train_images.shape[1:])
+        # The images are `[N, H, W, C]` (see the class docstring), so the shape has three parts.
+        return cast(tuple[int, int, int], tuple(int(n) for n in self.train_images.shape[1:]))
 
     @property
     def num_classes(self) -> int:
@@ -146,7 +148,7 @@ def _shape_text(shape: Sequence[int]) -> str:
     return 'x'.join(str(n) for n in shape)
 
 
-def _dataset(train_images, train_labels, test_images, test_labels, source, where, name,
+def _dataset(train_images, train_labels, test_images, test_labels, *, source, where, name,
              details='') -> Dataset:
     description = (f'{_title(name)} from {where}: {len(train_images)} train, '
                    f'{len(test_images)} test images{details}')
@@ -293,11 +295,12 @@ def _load_idx(data_dir: str, name: str = _TFDS_NAME) -> Dataset:
                         'files')
     if not os.path.isdir(data_dir):
         raise DataError(f'{data_dir}: {_title(name)} IDX folder not found')
-    arrays, images_paths = [], []
+    arrays: list[np.ndarray] = []
+    images_paths: list[str] = []
     for split in ('train', 'test'):
         paths = [_find_idx_file(data_dir, stem, name) for stem in IDX_STEMS[split]]
         parsed = [_parse_idx(_read_bytes(p), p) for p in paths]
-        arrays.extend(_split_arrays(*parsed, *paths, name=name))
+        arrays.extend(_split_arrays(parsed[0], parsed[1], paths[0], paths[1], name=name))
         images_paths.append(paths[0])
     train_shape, test_shape = arrays[0].shape[1:], arrays[2].shape[1:]
     if train_shape != test_shape:
@@ -411,10 +414,11 @@ def _load_embedded() -> Dataset:
         manifest = embedded_manifest()
     except (OSError, ValueError) as e:
         raise DataError(f'{folder}/{_MANIFEST}: cannot read the embedded subset: {e}') from e
-    arrays = []
+    arrays: list[np.ndarray] = []
     for split in ('train', 'test'):
         entry = manifest['splits'][split]
-        parsed, names = [], []
+        parsed: list[tuple[int, np.ndarray]] = []
+        names: list[str] = []
         for kind in ('images', 'labels'):
             file = entry[f'{kind}_file']
             name = f'{_EMBEDDED_PACKAGE}/{_EMBEDDED_FOLDER}/{file}'
@@ -428,7 +432,7 @@ def _load_embedded() -> Dataset:
                 raise DataError(f'{name}: SHA-256 differs from {_MANIFEST}: the file is damaged')
             parsed.append(_parse_idx(gzip.decompress(compressed), name))
             names.append(name)
-        arrays.extend(_split_arrays(*parsed, *names))
+        arrays.extend(_split_arrays(parsed[0], parsed[1], names[0], names[1]))
     where = (f'embedded subset {_EMBEDDED_PACKAGE}/{_EMBEDDED_FOLDER} (class-balanced, seed '
              f'{manifest["seed"]})')
     return _dataset(*arrays, source='embedded', where=where, name=_TFDS_NAME)
@@ -505,7 +509,8 @@ def _not_prepared_error(root: str, why: str, name: str = _TFDS_NAME) -> DataErro
 
 def _read_tfds_split(ds, where: str, empty_shape: tuple) -> tuple[np.ndarray, np.ndarray]:
     """Reads a TFDS data source's records; `empty_shape` is the image shape if it has none."""
-    images, labels = [], []
+    images: list[np.ndarray] = []
+    labels: list[np.ndarray] = []
     # Chunks through `__getitems__`: `ds[i]` one by one costs the same decoding but adds Python
     # overhead per record; data sources do not take slices.
     for start in range(0, len(ds), _TFDS_CHUNK):
@@ -543,7 +548,7 @@ def _load_tfds(data_dir: str, name: str = _TFDS_NAME) -> Dataset:
             raise DataError(f'{path}: TFDS {name} has the features {", ".join(features.keys())}; '
                             "the loader needs 'image' and 'label'")
         empty_shape = tuple(features['image'].shape)
-        arrays = []
+        arrays: list[np.ndarray] = []
         for split, ds in zip(('train', 'test'), sources, strict=True):
             arrays.extend(_read_tfds_split(ds, f'{path} {split}', empty_shape))
     except DataError:

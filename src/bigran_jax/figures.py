@@ -49,7 +49,7 @@ def save_png(path: str, array: np.ndarray, scale: int = 2) -> str:
     from PIL import Image
 
     img = Image.fromarray(array).resize((array.shape[1] * scale, array.shape[0] * scale),
-                                        Image.NEAREST)
+                                        Image.Resampling.NEAREST)
     with atomic_write(path, 'wb') as f:
         img.save(f, format='PNG')
     return path
@@ -145,7 +145,8 @@ def save_gif(path: str, frames: np.ndarray, rows: int, cols: int, *, titles: Seq
     pictures = []
     for images, title in zip(frames, titles, strict=True):
         rgb = np.round(_colour_grid(images, rows, cols, 2, marked_cols) * 255).astype(np.uint8)
-        grid = Image.fromarray(rgb).resize((rgb.shape[1] * 2, rgb.shape[0] * 2), Image.NEAREST)
+        grid = Image.fromarray(rgb).resize((rgb.shape[1] * 2, rgb.shape[0] * 2),
+                                           Image.Resampling.NEAREST)
         picture = Image.new('RGB', (grid.width, grid.height + 18), 'white')
         picture.paste(grid, (0, 18))
         ImageDraw.Draw(picture).text((4, 3), title, fill='black')
@@ -184,7 +185,7 @@ def cut_grid(path: str, rows: int, cols: int, inset: int = 3) -> np.ndarray:
             if box[2] - box[0] < 2 or box[3] - box[1] < 2:
                 raise ValueError(f'{path}: {width} x {height} pixels is too small for a '
                                  f'{rows} x {cols} grid with an inset of {inset}')
-            cell = channel.resize((28, 28), Image.BILINEAR, box=box)
+            cell = channel.resize((28, 28), Image.Resampling.BILINEAR, box=box)
             cells.append(np.asarray(cell, np.float32) / 255.0)
     return np.stack(cells)
 

@@ -15,6 +15,8 @@ so position j scores "these j samples are real" (paper section 3).
 
 from __future__ import annotations
 
+from typing import Any
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -79,7 +81,7 @@ class GroupDiscriminator(nn.Module):
         groups = check_groups(x.shape[0], self.k)
         x = nn.Dropout(self.dropout, deterministic=deterministic)(x)
         seq = x.reshape(groups, self.k, -1)
-        lstm = dict(unroll=self.unroll, numerics=self.numerics)
+        lstm: dict[str, Any] = dict(unroll=self.unroll, numerics=self.numerics)
         h = LSTM(self.features, name='forward', **lstm)(seq)
         if self.bidirectional:
             back = LSTM(self.features, reverse=True, name='backward', **lstm)(seq)
@@ -490,7 +492,8 @@ class JointDiscriminator(nn.Module):
         """
         batch, steps = z.shape[:2]
         groups = check_groups(batch, self.k)
-        lstm = dict(dropout=self.lstm_dropout, unroll=self.unroll, numerics=self.numerics)
+        lstm: dict[str, Any] = dict(dropout=self.lstm_dropout, unroll=self.unroll,
+                                    numerics=self.numerics)
         init = dense_init(self.numerics)
         hz = LSTM(self.hidden, name='z_lstm', **lstm)(z, deterministic=deterministic)
         a = nn.Dense(self.hidden, kernel_init=init, name='x_hidden1')(x)

@@ -58,9 +58,12 @@ def maybe_initialize_distributed(coordinator: str = '', num_processes: int = 0,
     coordinator = coordinator or os.environ.get('JAX_COORDINATOR_ADDRESS', '')
     if not coordinator:
         return
-    num_processes = num_processes or int(os.environ.get('JAX_NUM_PROCESSES', '0')) or None
+    # None: `jax.distributed.initialize` finds them itself.
+    processes: int | None = (num_processes or int(os.environ.get('JAX_NUM_PROCESSES', '0'))
+                             or None)
+    process: int | None = process_id
     if process_id < 0:
-        process_id = int(os.environ['JAX_PROCESS_ID']) if 'JAX_PROCESS_ID' in os.environ else None
-    jax.distributed.initialize(coordinator, num_processes=num_processes, process_id=process_id)
+        process = int(os.environ['JAX_PROCESS_ID']) if 'JAX_PROCESS_ID' in os.environ else None
+    jax.distributed.initialize(coordinator, num_processes=processes, process_id=process)
     logging.info('joined a cluster at %s as process %d of %d', coordinator, jax.process_index(),
                  jax.process_count())

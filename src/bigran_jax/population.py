@@ -11,6 +11,8 @@ hands each member's slice to that member's workdir: checkpoints, metrics, snapsh
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
+from typing import cast
 
 import jax
 import jax.numpy as jnp
@@ -34,7 +36,9 @@ def iterations(states: steps.TrainState, data, keys, **kwargs) -> tuple[steps.Tr
       The states and every iteration's metrics, `[P, num]` each: member i's slice is what
       `train_iterations(states[i], data, keys[i], **kwargs)` returns.
     """
-    fn = functools.partial(steps.train_iterations, **kwargs)
+    # Declared: else mypy takes `kwargs` to possibly fill (state, data, key), not only options.
+    fn: Callable[..., tuple[steps.TrainState, dict]] = functools.partial(
+        steps.train_iterations, **kwargs)
     return jax.vmap(fn, in_axes=(0, None, 0))(states, data, keys)
 
 
@@ -72,15 +76,17 @@ def _unstack(tree, size: int) -> list:
     return [jax.tree.map(lambda x, i=i: x[i], tree) for i in range(size)]
 
 
-def train_population(configs: list[ml_collections.ConfigDict],
-                     workdirs: list[str]) -> list[dict]:
+def train_population(configs: list[ml_collections.ConfigDict], workdirs: list[str], *,
+                     lock: bool = True) -> list[dict]:
     """Trains `configs` as one population, member i in `workdirs[i]` exactly as
     `train.train_and_evaluate(configs[i], workdirs[i])` would; returns each member's results.
 
     Each member's workdir is a run's workdir, so a member resumes, or is evaluated, alone or in a
     population alike. Members saved at different iterations (a stop between their saves) train
-    one after another instead; a population of one is `train.train_and_evaluate`.
+    one after another instead; a population of one is `train.train_and_evaluate`. `lock`: as
+    there (False when the caller holds the workdirs' locks).
     """
     if len(configs) == 1:
-        return [train.train_and_evaluate(configs[0], workdirs[0])]
-    return train.train_and_evaluate(Population(*configs), workdirs)
+        # A workdir (str) gets its results (a dict), a list of workdirs a list of them.
+        return [cast(dict, train.train_and_evaluate(configs[0], workdirs[0], lock=lock))]
+    return cast(list[dict], train.train_and_evaluate(Population(*configs), workdirs, lock=lock))

@@ -38,7 +38,7 @@ def code_version() -> dict:
     whether it had uncommitted changes) when there is one."""
     from bigran_jax import __version__
 
-    out = {'version': __version__}
+    out: dict[str, str | bool] = {'version': __version__}
     here = os.path.dirname(os.path.abspath(__file__))
     try:
         run = lambda *args: subprocess.run(['git', *args], cwd=here, capture_output=True,

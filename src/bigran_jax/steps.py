@@ -22,7 +22,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import flax.struct
 import jax
@@ -53,7 +53,7 @@ class Game:
     d_loss: Loss
     g_loss: Loss | None = None
 
-    def loss(self, player: str) -> Loss:
+    def loss(self, player: str) -> Loss | None:
         return self.d_loss if player == 'd' else self.g_loss
 
 
@@ -177,7 +177,8 @@ def unrolled_g_loss(g_params, d_params, batch, key, *, d_opt_state, data, unroll
     d_k = unrolled_discriminator(d_params, d_opt_state, g_params, data, unroll_key, game=game,
                                  tx_d=tx_d, steps=steps, batch_size=batch_size,
                                  second_order=second_order, axis_name=axis_name, remat=remat)
-    return game.g_loss(g_params, d_k, batch, key)
+    # Only a game with a generator unrolls for it: `g_loss` is set.
+    return cast(Loss, game.g_loss)(g_params, d_k, batch, key)
 
 
 def player_update(state: TrainState, key, data, *, player: str, game: Game, tx: dict,
@@ -211,7 +212,9 @@ def player_update(state: TrainState, key, data, *, player: str, game: Game, tx: 
         # each device's gradient is its own shard's (else the transpose already sums them over
         # devices). Under `vmap(..., axis_name=...)` each instance differentiates its own copy.
         own = lax.pcast(own, axis_name, to='varying')
-    loss = game.loss(player)
+    # None only for 'g' of a game without a generator, which trains with `g_updates = 0` and
+    # so never gets here.
+    loss = cast(Loss, game.loss(player))
     if unroll and player == 'g':
         if unroll_order not in UNROLL_ORDERS:
             raise ValueError(f'unroll_order={unroll_order!r}: must be one of {UNROLL_ORDERS}')

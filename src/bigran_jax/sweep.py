@@ -7,19 +7,27 @@ Members that differ only in `seed` and the optimiser's numbers (`config.POPULATI
 shapes, same program) train together as one population (`population.train_population`) unless
 `config.population` is False; members that change anything else, such as model.k, run one after
 another.
+
+Several processes may work on one sweep: each started with the same command and workdir claims
+the next unit of work (a population, or a member alone) that is not finished and whose workdirs'
+locks (`workdir_lock`) no one holds, trains it, and looks for the next; a finished member (its
+`results.json` is of its last iteration) is skipped, a member whose process died is taken up
+again and resumes from its checkpoint. Whichever process finds every member finished writes
+`summary.md` (`write_summary` rebuilds it on demand). One process alone trains every member.
 """
 
 from __future__ import annotations
 
 import itertools
 import os
+from collections.abc import Sequence
 
 import jax
 import ml_collections
 from absl import logging
 
 from bigran_jax import config as config_lib
-from bigran_jax import population, report, train
+from bigran_jax import population, report, train, workdir_lock
 from bigran_jax.experiments import EXPERIMENTS
 from bigran_jax.util import atomic_write
 
@@ -55,32 +63,93 @@ def populations(ms: dict[str, ml_collections.ConfigDict]) -> list[list[str]]:
     """The members' names grouped as they train: members whose configs differ only in
     `config.POPULATION_FREE` together (when their `population` is on), any other member alone;
     in member order."""
-    groups = {}
+    groups: dict[str, list[str]] = {}
     for name, member in ms.items():
         key = config_lib.population_key(member) if member.population else name
         groups.setdefault(key, []).append(name)
     return list(groups.values())
 
 
-def run(config: ml_collections.ConfigDict, workdir: str, mode: str = 'train') -> dict:
-    """Trains (or evaluates) every member; returns member name -> results."""
+def finished(config: ml_collections.ConfigDict, workdir: str) -> bool:
+    """Whether the run of `config` in `workdir` was trained to its end and evaluated there."""
+    return (report.read_results(workdir) or {}).get('step') == config.train.num_steps
+
+
+def worker_name() -> str:
+    """This process's index among a scheduler's workers, for logs and lock files: a SLURM
+    array's `SLURM_ARRAY_TASK_ID` or a Kubernetes indexed job's `JOB_COMPLETION_INDEX` ('' if
+    neither is set). No worker needs it to find work: the locks share the members out."""
+    for var in ('SLURM_ARRAY_TASK_ID', 'JOB_COMPLETION_INDEX'):
+        if os.environ.get(var):
+            return f'{var}={os.environ[var]}'
+    return ''
+
+
+def run(config: ml_collections.ConfigDict, workdir: str, mode: str = 'train',
+        worker: str | None = None) -> dict:
+    """Trains (or evaluates) every member no other process holds; returns member name -> results
+    of the members this process trained or found finished.
+
+    Args:
+      config: the sweep's config.
+      workdir: the sweep's workdir; member `name` lives in `workdir/name`.
+      mode: 'train' (skips finished members) or 'eval' (evaluates each member's checkpoint).
+      worker: this worker's name in logs and lock files (default: `worker_name()`).
+    """
     ms = members(config)
     dirs = {name: os.path.join(workdir, name) if name else workdir for name in ms}
-    results = {}
+    worker = worker_name() if worker is None else worker
     groups = populations(ms) if mode == 'train' else [[name] for name in ms]
-    for names in groups:
-        if names != ['']:
-            logging.info('sweep members %s of %d: %s', ', '.join(names), len(ms),
-                         'one population' if len(names) > 1 else dirs[names[0]])
-        if mode == 'train':
-            out = population.train_population([ms[n] for n in names], [dirs[n] for n in names])
-        else:
-            out = [train.evaluate_checkpoint(ms[n], dirs[n]) for n in names]
+    shared = jax.process_count() == 1  # a multi-host run trains every group together, in order
+    results: dict[str, dict | None]
+    results, done, busy = {}, set(), {}
+    while True:
+        todo = [g for g in groups if g[0] not in done and (g[0] not in busy or not shared)]
+        if not todo:
+            break
+        names = todo[0]
+        try:
+            with workdir_lock.hold([dirs[n] for n in names], primary=jax.process_index() == 0,
+                                   worker=worker):
+                if mode == 'train' and shared and all(finished(ms[n], dirs[n]) for n in names):
+                    out: Sequence[dict | None] = [report.read_results(dirs[n]) for n in names]
+                else:
+                    if names != ['']:
+                        logging.info('sweep members %s of %d: %s', ', '.join(names), len(ms),
+                                     'one population' if len(names) > 1 else dirs[names[0]])
+                    if mode == 'train':
+                        out = population.train_population([ms[n] for n in names],
+                                                          [dirs[n] for n in names], lock=False)
+                    else:
+                        out = [train.evaluate_checkpoint(ms[n], dirs[n], lock=False)
+                               for n in names]
+        except workdir_lock.WorkdirLocked as e:
+            if not shared:
+                raise
+            busy[names[0]] = str(e).split('; ')[0]
+            logging.info('sweep members %s: skipped, %s', ', '.join(names), busy[names[0]])
+            continue
+        busy.clear()  # held ones may have been left by a process that died since: look again
+        done.add(names[0])
         results.update(zip(names, out, strict=True))
-    if len(ms) > 1 and jax.process_index() == 0:
-        table = report.summarize(dirs, EXPERIMENTS[config.experiment].SUMMARY_COLUMNS)
-        path = os.path.join(workdir, 'summary.md')
-        with atomic_write(path) as f:
-            f.write(f'# {config.experiment} sweep\n\n{table}\n')
-        logging.info('sweep summary:\n%s\nwritten to %s', table, path)
-    return {name: results[name] for name in ms}
+    if busy:
+        logging.info('this process is done; %d unit(s) of work are held by other processes, '
+                     'the last of which writes %s: %s', len(busy),
+                     os.path.join(workdir, 'summary.md'), '; '.join(busy.values()))
+    elif len(ms) > 1 and jax.process_index() == 0 and (
+            mode == 'eval' or all(finished(ms[n], dirs[n]) for n in ms)):
+        write_summary(config, workdir)
+    return {name: results[name] for name in ms if name in results}
+
+
+def write_summary(config: ml_collections.ConfigDict, workdir: str) -> str:
+    """Writes (or rebuilds) the sweep's `summary.md` from its members' results.json files, one
+    row each (`-` where a member has none yet); returns its path."""
+    ms = members(config)
+    dirs = {name: os.path.join(workdir, name) for name in ms}
+    table = report.summarize(dirs, EXPERIMENTS[config.experiment].SUMMARY_COLUMNS)
+    path = os.path.join(workdir, 'summary.md')
+    with atomic_write(path) as f:
+        f.write(f'# {config.experiment} sweep\n\n{table}\n')
+    logging.info('sweep summary:\n%s\nwritten to %s', table, path)
+    return path

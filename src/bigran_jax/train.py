@@ -28,13 +28,23 @@ import copy
 import os
 import signal
 import time
+from typing import cast
 
 import jax
 import ml_collections
 import numpy as np
 from absl import logging
 
-from bigran_jax import checkpoints, classifier, optim, parallel, report, samplers, steps
+from bigran_jax import (
+    checkpoints,
+    classifier,
+    optim,
+    parallel,
+    report,
+    samplers,
+    steps,
+    workdir_lock,
+)
 from bigran_jax import config as config_lib
 from bigran_jax import data as data_lib
 from bigran_jax.experiments import EXPERIMENTS
@@ -47,7 +57,7 @@ class DivergenceError(RuntimeError):
 # What a user can act on (a config value, the data, the workdir, a run that diverged): launch.py
 # reports these in one line instead of a traceback.
 USER_ERRORS = (config_lib.ConfigError, data_lib.DataError, checkpoints.CheckpointError,
-               DivergenceError)
+               DivergenceError, workdir_lock.WorkdirLocked)
 
 
 class Run:
@@ -86,7 +96,7 @@ class Run:
         self.lr_scale = 1.0
         self.tx = optim.make_optimizers(config.train)
         self.init_keys, self.loop_keys, self.eval_keys = self._keys()
-        self._steps = {}
+        self._steps: dict[int, jax.stages.Wrapped] = {}
 
     def _keys(self) -> tuple:
         """The init and loop keys the step takes, and each run's evaluation key (a list)."""
@@ -162,8 +172,8 @@ def with_image_shape(config: ml_collections.ConfigDict, shape) -> ml_collections
     return config
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict | Run,
-                       workdir: str | list[str]) -> dict | list[dict]:
+def train_and_evaluate(config: ml_collections.ConfigDict | Run, workdir: str | list[str], *,
+                       lock: bool = True) -> dict | list[dict]:
     """Trains `config`'s experiment in `workdir` (resuming if it holds a checkpoint), evaluates the
     final parameters, and returns the evaluation results (`{}` on processes other than 0).
 
@@ -175,17 +185,24 @@ def train_and_evaluate(config: ml_collections.ConfigDict | Run,
 
     A population (`population.train_population`) passes its `Run` instead of a config and a
     workdir per member; it gets a list of the members' results.
+
+    The process holds each workdir's lock (`workdir_lock`, taken by `Outputs`) throughout: once
+    the config and data are found fit, a workdir in use by a live process is refused
+    (`WorkdirLocked`) before anything in it is read or written. `lock=False`: the caller holds
+    the locks (a sweep worker, `sweep.run`).
     """
     run = config if isinstance(config, Run) else Run(config)
     workdirs = [workdir] if isinstance(workdir, str) else list(workdir)
-    outputs = Outputs(run, workdirs)
+    outputs = Outputs(run, workdirs, lock=lock)
     try:
         restored = outputs.restore()  # refuses a workdir of another experiment
         if len({s for _, s in restored}) > 1:
             outputs.close()
             logging.warning('population members restored at different iterations (%s): training '
                             'them one after another', [s for _, s in restored])
-            return [train_and_evaluate(c, w) for c, w in zip(run.configs, workdirs, strict=True)]
+            # One workdir each: each call returns one dict.
+            return [cast(dict, train_and_evaluate(c, w, lock=lock))
+                    for c, w in zip(run.configs, workdirs, strict=True)]
         state, step = resume(run, outputs, restored)
         num_steps = run.config.train.num_steps
         marks = _boundaries(run.config, num_steps)
@@ -222,7 +239,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict | Run,
         outputs.wait()
         seconds = time.perf_counter() - outputs.t_train  # this leg's
         total = outputs.seconds_before + seconds
-        results = [{} for _ in workdirs]
+        results: list[dict] = [{} for _ in workdirs]
         if outputs.primary:
             params = jax.device_get(run.split(steps.evaluation_params(state)))
             results = [evaluate(run, p, w, step, tb, member=i, train_seconds=total)
@@ -236,15 +253,21 @@ def train_and_evaluate(config: ml_collections.ConfigDict | Run,
 
 class Outputs:
     """What each run writes in its workdir: checkpoints, config.json, metrics.jsonl rows and
-    TensorBoard events. Takes `run.split` parts: the i-th goes to the i-th workdir."""
+    TensorBoard events. Takes `run.split` parts: the i-th goes to the i-th workdir. Holds the
+    workdirs' locks (process 0; not with `lock=False`) from its creation to `close`."""
 
-    def __init__(self, run: Run, workdirs: list[str]):
+    def __init__(self, run: Run, workdirs: list[str], lock: bool = True):
         self.run, self.workdirs = run, workdirs
         self.primary = jax.process_index() == 0
-        for workdir in workdirs:
-            os.makedirs(workdir, exist_ok=True)
-        self.ckpts = [run.checkpointer(w, i) for i, w in enumerate(workdirs)]
-        self.tbs = []
+        self.locks = workdir_lock.acquire(workdirs) if lock and self.primary else []
+        try:
+            for workdir in workdirs:
+                os.makedirs(workdir, exist_ok=True)
+            self.ckpts = [run.checkpointer(w, i) for i, w in enumerate(workdirs)]
+        except BaseException:
+            workdir_lock.release(self.locks)
+            raise
+        self.tbs: list[report.TensorBoard] = []
         self.closed = False
         # Wall time of training: the earlier legs' (saved in the checkpoint resumed from) and
         # this leg's, from `t_train` on.
@@ -324,6 +347,7 @@ class Outputs:
             ckpt.close()  # waits for a save in flight, so the newest good checkpoint is complete
         for tb in self.tbs:
             tb.close()
+        workdir_lock.release(self.locks)
 
     def log_done(self, trained: int, seconds: float) -> None:
         if self.primary:
@@ -488,11 +512,14 @@ def evaluate(run: Run, params, workdir: str, step: int,
     return results
 
 
-def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> dict:
-    """Evaluates the latest good checkpoint in `workdir` (`launch.py --mode=eval`)."""
+def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str, *,
+                        lock: bool = True) -> dict:
+    """Evaluates the latest good checkpoint in `workdir` (`launch.py --mode=eval`), holding the
+    workdir's lock (`lock=False`: the caller holds it)."""
     run = Run(config)
-    state, step = run.restore_latest(workdir)
-    if state is None:
-        raise checkpoints.CheckpointError(f'no checkpoint to evaluate in {workdir}/checkpoints')
-    logging.info('evaluating the checkpoint of iteration %d', step)
-    return evaluate(run, steps.evaluation_params(state), workdir, step)
+    with workdir_lock.hold([workdir], primary=lock and jax.process_index() == 0):
+        state, step = run.restore_latest(workdir)
+        if state is None:
+            raise checkpoints.CheckpointError(f'no checkpoint to evaluate in {workdir}/checkpoints')
+        logging.info('evaluating the checkpoint of iteration %d', step)
+        return evaluate(run, steps.evaluation_params(state), workdir, step)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Callable
+from typing import Any, cast
 
 import jax
 import numpy as np
@@ -18,7 +20,8 @@ def image_shape(config) -> tuple[int, int, int]:
     """(H, W, C) of the run's images, `config.data.image_shape` (set from the data when a run
     starts); MNIST's (28, 28, 1) for a config that predates the key."""
     data = config.get('data') or {}
-    return tuple(int(n) for n in data.get('image_shape', MNIST_SHAPE))
+    # The key holds (H, W, C): `train.with_image_shape` sets it from the data's image shape.
+    return cast(tuple[int, int, int], tuple(int(n) for n in data.get('image_shape', MNIST_SHAPE)))
 
 
 def judge(config, mnist) -> classifier_lib.Classifier:
@@ -50,7 +53,8 @@ def encoder_nearest_neighbour(features, params, train_x, train_y, test_x, test_y
     `nearest_neighbour_accuracy` on its means and `nearest_neighbour_accuracy_features` on the
     layer before them. `features(params, x)` gives `(layer before the means, means)`, each
     `[B, ...]`."""
-    codes = jax.jit(lambda p, x: [a.reshape(len(x), -1) for a in features(p, x)])
+    codes: Callable[..., Any] = jax.jit(lambda p, x: [a.reshape(len(x), -1)
+                                                      for a in features(p, x)])
     codes = functools.partial(codes, params)  # weights as arguments, not constants
     train_codes, test_codes = batched(codes, train_x), batched(codes, test_x)
     return {name: metrics.nearest_neighbour_accuracy(train_codes[i], train_y, test_codes[i],

@@ -41,6 +41,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
+from typing import cast
 
 import jax
 import jax.numpy as jnp
@@ -85,7 +86,7 @@ class DRAW:
     @property
     def image_shape(self) -> tuple[int, int, int]:
         """(H, W, C) of the images, which the networks take and give flattened."""
-        return tuple(self.decoder.image_shape)
+        return cast(tuple[int, int, int], tuple(self.decoder.image_shape))
 
     def init(self, key) -> dict:
         x = jnp.zeros((1, int(np.prod(self.image_shape))))
@@ -123,7 +124,8 @@ class DRAW:
         """Latents `z` `[B, T, Z]` -> the canvas after every step, sigmoid(c_t),
         `[B, T, H * W * C]`."""
         z = check_latents(z, self.t, self.latent)
-        return self.decoder.apply({'params': _g(params)['decoder']}, z)
+        # Flax types `apply` as the output or (output, variables); without `mutable`: the output.
+        return cast(jax.Array, self.decoder.apply({'params': _g(params)['decoder']}, z))
 
     def reconstruct(self, params: dict, x: ArrayLike, key: jax.Array) -> jax.Array:
         """`decode(encode(x))` in one pass: `[B, T, H * W * C]` canvases of images `x` (as
@@ -281,6 +283,7 @@ def _samples(net: DRAW, params, key, n: int, steps: list[int], judge=None):
     chunk = min(1000, total)
     idx = jnp.asarray(steps)
     sample = functools.partial(jax.jit(lambda p, k: net.sample(p, chunk, k)[:, idx]), params)
+    feats: list[list[np.ndarray]]
     finals, first, feats = [], None, [[] for _ in steps]
     for i in range(-(-total // chunk)):
         canvases = np.asarray(sample(jax.random.fold_in(key, i)))  # [chunk, S, n]

@@ -18,6 +18,7 @@ position j of every group in one batch-norm batch, as PacGAN calls its generator
 from __future__ import annotations
 
 import os
+from typing import cast
 
 import jax
 import jax.numpy as jnp
@@ -78,7 +79,8 @@ def generate(params, config, key, n: int, chunk: int = 1000) -> np.ndarray:
     chunk = min(chunk, n)
     batches = -(-n // chunk)
     z = samplers.noise(key, (batches, chunk, config.model.latent), config.model.noise)
-    fn = jax.jit(lambda p, z: (gen.apply({'params': p}, z) + 1.0) / 2.0)
+    # Flax types `apply` as the output or (output, variables); without `mutable`: the output.
+    fn = jax.jit(lambda p, z: (cast(jax.Array, gen.apply({'params': p}, z)) + 1.0) / 2.0)
     return np.concatenate([np.asarray(fn(params['g'], zb)) for zb in z])[:n]
 
 

@@ -10,6 +10,7 @@ sample comes from categories 5-9. Only the discriminator learns (`train.g_update
 from __future__ import annotations
 
 import os
+from typing import cast
 
 import jax
 import jax.numpy as jnp
@@ -60,7 +61,8 @@ def make_game(config) -> Game:
 def discriminator_outputs(params, config, sequences) -> np.ndarray:
     """P(real) at every position of `sequences` `[S, k]` (category ids) -> `[S, k]`."""
     x = jax.nn.one_hot(jnp.asarray(sequences).reshape(-1), CATEGORIES)
-    logits = model(config).apply({'params': params['d']}, x)
+    # Flax types `apply` as the output or (output, variables); without `mutable`: the output.
+    logits = cast(jax.Array, model(config).apply({'params': params['d']}, x))
     return np.asarray(jax.nn.sigmoid(logits)).reshape(sequences.shape)
 
 
