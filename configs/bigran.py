@@ -30,6 +30,11 @@ Variants (`configs/bigran.py:NAME`); every one keeps the paper's sizes (m = 25, 
   `model.read_steer`) starves it at t = 8 (docs/bigran.md). The attention canvases
   (`attention_samples.png` / `.gif`: each step's canvas with its write window) are among the
   evaluation's figures.
+- 'steps': does the recurrence help? The default at t = 1, 2, 4 and 8 steps, 3 seeds each,
+  10,000 iterations, members one after another (docs/bigran.md, "Does the recurrence help?").
+  Nothing else changes with t: at t = 1 the step weights (s / t) are 1, the encoder and the
+  decoder run once, and the discriminator reads one (image, latent) pair per sample: a one-step
+  BiGAN with the same networks, losses and schedule.
 - 'tiny': the default shrunk to seconds (tests, a first smoke run).
 
 The paper trained 300 epochs of 1,000 iterations (its figures come from >= 120,000 iterations);
@@ -38,7 +43,8 @@ the default here is 40,000 iterations, about 30 minutes on a 2-core CPU.
 
 from bigran_jax.config import base_config
 
-VARIANTS = ('default', 'bigan', 'adversarial', 'reference', 'keras1', 'attention', 'tiny')
+VARIANTS = ('default', 'bigan', 'adversarial', 'reference', 'keras1', 'attention', 'steps',
+            'tiny')
 
 
 def get_config(variant: str = 'default'):
@@ -147,6 +153,11 @@ def get_config(variant: str = 'default'):
         c.model.unroll = 1  # 8 steps: unrolling buys less than it costs in compile time
         c.train.num_steps = 20_000
         c.eval.snapshot_steps = (1000, 5000, 10_000, 20_000)
+    if variant == 'steps':
+        c.train.num_steps = 10_000
+        c.eval.snapshot_steps = (1000, 5000, 10_000)
+        # Seed 0 of every t, then seed 1, ...: a sweep stopped part way has balanced rows.
+        c.sweep = ((('model.t', 'seed'), tuple((t, s) for s in (0, 1, 2) for t in (1, 2, 4, 8))),)
     if variant == 'tiny':
         c.model.k, c.model.hidden, c.model.latent, c.model.t, c.model.unroll = 2, 8, 4, 3, 1
         c.model.d_hidden = 8

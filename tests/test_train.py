@@ -93,7 +93,12 @@ def test_bigran_end_to_end_writes_figures_and_arrays(tmp_path, mnist_dir, judge_
     for name in ('generated', 'test_images', 'reconstructions'):
         assert out[name].shape == (20, 28, 28) and out[name].dtype == np.float32
     np.testing.assert_array_equal(out['reconstructions'], out['canvases'][:, -1])
+    assert out['sample_canvases'].shape == (20, 3, 28, 28)  # the samples' canvas at each step
+    np.testing.assert_array_equal(out['generated'], out['sample_canvases'][:, -1])
     assert len(results['step_error']) == 3
+    agreement = results['step_class_agreement']  # the reconstructions' canvas at each step
+    assert len(agreement) == 3 and agreement[-1] == results['class_agreement']
+    assert 'per-step class agreement of the canvases' in (tmp_path / 'report.md').read_text()
     assert len(results['step_frechet']) == len(results['sample_step_frechet']) == 3
     assert 0.0 <= results['class_agreement_mu'] <= 1.0 and results['train_seconds'] > 0
     assert 0.0 <= results['nearest_neighbour_accuracy'] <= 1.0
@@ -257,6 +262,17 @@ def test_bigran_variants_change_what_they_say():
     assert adversarial.to_dict() == bigan.to_dict()
     with pytest.raises(ValueError, match="unknown variant 'bigann'"):
         bigran_config.get_config('bigann')
+
+
+def test_bigran_steps_members_are_the_default_at_each_t():
+    ms = sweep.members(bigran_config.get_config('steps'))
+    assert len(ms) == 12 and list(ms)[:4] == ['t=1_seed=0', 't=2_seed=0', 't=4_seed=0',
+                                               't=8_seed=0']
+    for name, member in ms.items():
+        default = bigran_config.get_config()
+        default.model.t, default.seed = member.model.t, member.seed
+        default.train.num_steps, default.eval.snapshot_steps = 10_000, (1000, 5000, 10_000)
+        assert member.to_dict() == default.to_dict(), name
 
 
 def test_rdgan_variants_change_what_they_say():

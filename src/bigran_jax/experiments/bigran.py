@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from typing import cast
 
 import jax
 import jax.numpy as jnp
@@ -31,7 +32,8 @@ from bigran_jax.util import batched
 NEEDS_DATA = True
 SUMMARY_COLUMNS = ['modes_covered', 'kl_to_uniform', 'mean_confidence', 'frechet_distance',
                    'class_agreement', 'class_agreement_mu', 'nearest_neighbour_accuracy',
-                   'nearest_neighbour_accuracy_features']
+                   'nearest_neighbour_accuracy_features', 'sample_step_frechet', 'step_frechet',
+                   'step_class_agreement']
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,7 +55,7 @@ class BiGRAN:
     @property
     def image_shape(self) -> tuple[int, int, int]:
         """(H, W, C) of the images: the networks take and give them flattened, `[B, H * W * C]`."""
-        return tuple(self.decoder.image_shape)
+        return cast(tuple[int, int, int], tuple(self.decoder.image_shape))
 
     def init(self, key) -> dict:
         ke, kg, kd = jax.random.split(key, 3)
@@ -79,7 +81,9 @@ class BiGRAN:
         """
         x = check_images(x, 'x', self.image_shape)
         eps = jax.random.normal(check_key(key), (x.shape[0], self.t, self.latent))
-        return self.encoder.apply({'params': _part(params, 'encoder')}, x, eps)
+        # Flax types `apply` as the output or (output, variables); without `mutable`: the output.
+        return cast(tuple[jax.Array, ...],
+                    self.encoder.apply({'params': _part(params, 'encoder')}, x, eps))
 
     def features(self, params: dict, x: ArrayLike) -> tuple[jax.Array, jax.Array]:
         """`(h, mu)` from one pass of the encoder on images `x` (as `encode`): its LSTM outputs
@@ -95,7 +99,8 @@ class BiGRAN:
         """Latents `z` `[B, t, latent]` -> the canvas after every step, flat `[B, t, H * W * C]`
         (`[B, t, 784]` for MNIST) float32 in [0, 1] (`[:, -1]` is the image)."""
         z = check_latents(z, self.t, self.latent)
-        return self.decoder.apply({'params': _part(params, 'decoder')}, z)
+        # Flax types `apply` as the output or (output, variables); without `mutable`: the output.
+        return cast(jax.Array, self.decoder.apply({'params': _part(params, 'decoder')}, z))
 
     def reconstruct(self, params: dict, x: ArrayLike, key: jax.Array) -> jax.Array:
         """`decode(encode(x))`: `[B, t, H * W * C]` canvases of images `x` (as `encode`); another
@@ -323,13 +328,18 @@ def evaluate(params, config, mnist, key, workdir) -> tuple[dict, list, str]:
         os.path.join(workdir, 'samples.npz'), generated=generated.reshape(n, *saved),
         test_images=test_images.reshape(n, *saved), test_labels=test_y,
         reconstructions=canvases[:, -1].reshape(n, *saved),
-        canvases=canvases.reshape(n, t, *saved))
+        canvases=canvases.reshape(n, t, *saved),  # the reconstructions' canvas after each step
+        sample_canvases=sampled[:n].reshape(n, t, *saved))  # the samples' canvas after each step
 
     clf = common.judge(config, mnist)
     results = common.sample_metrics(clf, mnist, generated)
     probs_test, features_test = clf.predict(test_images)
     judged = [clf.predict(canvases[:, s]) for s in range(t)]  # (probs, features) per step
     pred_rec = judged[-1][0].argmax(-1)
+    # Whether the reconstruction keeps the input's class after each step: a canvas that draws
+    # step by step gains it late, one finished at step 1 has it from the start.
+    step_agreement = [metrics.class_agreement(probs_test.argmax(-1), p.argmax(-1))
+                      for p, _ in judged]
     step_error = metrics.per_step_error(canvases, test_images)
     # How much each step's canvas looks like MNIST: it should fall as the canvas sharpens.
     step_frechet = [metrics.frechet_distance(f, features_test) for _, f in judged]
@@ -353,6 +363,7 @@ def evaluate(params, config, mnist, key, workdir) -> tuple[dict, list, str]:
         'sample_step_frechet': sample_step_frechet,
         'step_error': [float(e) for e in step_error], 'step_error_last': float(step_error[-1]),
         'step_frechet': step_frechet,
+        'step_class_agreement': step_agreement,
         **nn})
     text = (f"{results['modes_covered']} modes, KL to uniform {results['kl_to_uniform']:.4f}, "
             f"Frechet distance {results['frechet_distance']:.3f}\n"
@@ -364,5 +375,7 @@ def evaluate(params, config, mnist, key, workdir) -> tuple[dict, list, str]:
             f"{nn['nearest_neighbour_accuracy_features']:.4f})\n"
             f"per-step reconstruction MSE {' '.join(f'{e:.4f}' for e in step_error)}\n"
             f"per-step Frechet distance of the canvases to the test images "
-            f"{' '.join(f'{e:.1f}' for e in step_frechet)}")
+            f"{' '.join(f'{e:.1f}' for e in step_frechet)}\n"
+            f"per-step class agreement of the canvases with the test images "
+            f"{' '.join(f'{e:.3f}' for e in step_agreement)}")
     return results, figs, text
