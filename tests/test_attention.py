@@ -384,3 +384,31 @@ def test_modules_match_functions():
     for got, expect in zip(win, want_win, strict=True):
         np.testing.assert_allclose(got, expect, rtol=1e-6)
     np.testing.assert_allclose(update, want, rtol=1e-5, atol=1e-6)
+
+
+def test_window_off_the_image_reads_and_writes_its_nearest_edge():
+    """The chosen convention, explicitly: exact normalisation (eqs 25-26), so a window past the
+    right edge, as far as `window`'s bounds let it go (g~X = 2: gX = 3 (W + 1) / 2), reads the
+    last column and paints it; DRAW's public ports (F = exp(...) / (Z + 1e-8)) read and write
+    nothing there. Both agree on a window inside the image."""
+    height = width = 28
+    n = 5
+    gx_bound = 3 * (width + 1) / 2  # 43.5: every grid point 13 or more pixels past the edge
+    fx, fy = filterbank(jnp.array([gx_bound]), jnp.array([14.5]), jnp.array([1.0]),
+                        jnp.array([1.0]), n=n, height=height, width=width)
+    np.testing.assert_allclose(np.asarray(fx)[0, :, -1], 1.0, rtol=1e-5)  # all on column 28
+    canvas = np.asarray(write(jnp.ones((1, n, n, 1)), fx, fy, jnp.ones((1,))))[0, :, :, 0]
+    assert canvas[:, :-1].max() < 1e-4 and canvas[:, -1].sum() == pytest.approx(n * n)
+    image = jnp.broadcast_to(jnp.arange(1.0, width + 1), (1, height, width))[..., None]
+    glimpse = np.asarray(read(image, image, fx, fy, jnp.ones((1,))))
+    np.testing.assert_allclose(glimpse, 28.0, rtol=1e-5)  # every grid point reads column 28
+
+    def ports(g, size):  # kamenbliznashki's and ericjang's filterbank, one axis
+        mu = g + (np.arange(1, n + 1) - n / 2 - 0.5)
+        f = np.exp(-(np.arange(1, size + 1)[None] - mu[:, None]) ** 2 / 2.0).astype(np.float32)
+        return f / (f.sum(-1, keepdims=True) + 1e-8)
+
+    assert ports(gx_bound, width).max() < 1e-20  # theirs: nothing read or written
+    inside, _ = filterbank(jnp.array([14.5]), jnp.array([14.5]), jnp.array([1.0]),
+                           jnp.array([1.0]), n=n, height=height, width=width)
+    np.testing.assert_allclose(inside[0], ports(14.5, width), atol=1e-6)

@@ -17,7 +17,9 @@ Normalisation. Each filter row is a softmax over the pixel axis of -(a - mu)^2 /
 the exact normalised Gaussian of eqs 25-26, computed in log space. Dividing `exp(...)` by its sum
 instead underflows to 0 / 0 when sigma is small or the grid lies off the image (the NaN that
 public ports patch with `+ 1e-8`); the softmax has no such case. Its limit for a window off the
-image is the nearest edge pixel, not zero. The softmax's shift is the logit of the pixel nearest
+image is the nearest edge pixel, not zero: a write window past an edge paints the border, where
+the ports' `Z + 1e-8` writes nothing (and trains nothing). The exact form is the one every config
+uses (docs/bigran.md, "Attention and DRAW"). The softmax's shift is the logit of the pixel nearest
 mu, found in closed form rather than by a max-reduction (see `_filters`): a reduction can
 disagree with the logits it shifts when XLA fuses them, which gives NaN under jit for tiny sigma.
 
