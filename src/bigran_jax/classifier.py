@@ -487,12 +487,14 @@ def main(argv=None) -> None:
     """Command-line entry point: train on the chosen MNIST source, save, print the result."""
     import argparse
 
-    from bigran_jax.data import load_mnist
+    from bigran_jax.data import load_data
 
-    parser = argparse.ArgumentParser(description='Train an MNIST judge and save it as '
-                                     'OUT/mnist-<hash>.msgpack (+ .json).')
-    parser.add_argument('--source', default='auto', help="load_mnist source: 'idx', 'embedded'...")
+    parser = argparse.ArgumentParser(description='Train a judge (by default of MNIST) and save '
+                                     'it as OUT/<name>-<hash>.msgpack (+ .json).')
+    parser.add_argument('--source', default='auto', help="load_data source: 'idx', 'embedded'...")
     parser.add_argument('--data_dir', default='', help='folder of the four MNIST IDX files')
+    parser.add_argument('--name', default='mnist', help='the dataset (load_data name), e.g. '
+                        'two_digit_mnist for scripts/make_two_digit_mnist.py\'s IDX folder')
     parser.add_argument('--out', default='', help='output folder (default: the user cache)')
     parser.add_argument('--dtype', default='float32', choices=('float32', 'float16'),
                         help='stored precision (float16: as the shipped judge)')
@@ -502,17 +504,17 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
 
     logging.set_verbosity(logging.INFO)
-    mnist = load_mnist(args.source, args.data_dir)
+    mnist = load_data(args.source, args.data_dir, args.name)
     start = time.perf_counter()
     classifier = train_classifier(
         mnist, jax.random.key(args.seed), epochs=args.epochs, batch_size=args.batch_size
     )
     seconds = time.perf_counter() - start
     classifier = to_dtype(classifier, mnist, np.dtype(args.dtype))
-    out = os.path.join(args.out or cache_dir(), f'mnist-{classifier.hash}.msgpack')
+    out = os.path.join(args.out or cache_dir(), f'{args.name}-{classifier.hash}.msgpack')
     save(out, classifier, np.dtype(args.dtype))
     print(
-        f'saved MNIST judge {classifier.hash} to {out} ({classifier.num_params} parameters, '
+        f'saved {args.name} judge {classifier.hash} to {out} ({classifier.num_params} parameters, '
         f'{args.dtype}, trained on {classifier.trained_on} in {seconds:.1f} s): test accuracy '
         f'{classifier.test_accuracy:.4f}'
     )

@@ -702,6 +702,52 @@ def load_data(source: str = 'auto', data_dir: str = '', name: str = _TFDS_NAME) 
     return dataset
 
 
+def two_digit_mnist(images: np.ndarray, labels: np.ndarray, num: int, seed: int,
+                    size: int = 60) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """DRAW's two-digit MNIST (Gregor et al. 2015, section 4.2): two digits chosen at random and
+    placed at random positions on a black `size` x `size` background; where they overlap the
+    intensities are added and clipped to the brightest value (255).
+
+    Args:
+      images: uint8 `[N, h, w]` or `[N, h, w, 1]` digits (e.g. one split of MNIST), h, w <= size.
+      labels: `[N]` their digits, 0..9.
+      num: how many images to make.
+      seed: `numpy.random.default_rng(seed)` draws the digits, then the positions: the same
+        arguments give the same arrays.
+      size: the side of the images made.
+
+    Returns:
+      `(images uint8 [num, size, size], labels uint8 [num], positions int [num, 2, 2])`: the
+      label is 10 x the left digit + the right one (left: the smaller column of the top-left
+      corner, the first drawn on a tie), so 0..99 and a judge of 100 classes scores both digits;
+      `positions[i, j]` is digit j's top-left (row, column), j = 0 the left one.
+    """
+    images = np.asarray(images)
+    if images.ndim == 4 and images.shape[-1] == 1:
+        images = images[..., 0]
+    if images.ndim != 3 or images.shape[0] != len(labels) or images.dtype != np.uint8:
+        raise ValueError(f'two_digit_mnist: images must be uint8 [N, h, w] beside N labels, got '
+                         f'{images.dtype} {list(images.shape)} and {len(labels)} labels')
+    n, h, w = images.shape
+    if h > size or w > size:
+        raise ValueError(f'two_digit_mnist: {h} x {w} digits do not fit a {size} x {size} image')
+    rng = np.random.default_rng(seed)
+    picks = rng.integers(0, n, (num, 2))
+    corners = np.stack([rng.integers(0, size - h + 1, (num, 2)),
+                        rng.integers(0, size - w + 1, (num, 2))], axis=-1)  # [num, 2, (row, col)]
+    order = np.argsort(corners[:, :, 1], axis=1, kind='stable')  # left digit first
+    picks = np.take_along_axis(picks, order, axis=1)
+    corners = np.take_along_axis(corners, order[..., None], axis=1)
+    out = np.zeros((num, size, size), np.uint16)
+    for i in range(num):
+        for j in range(2):
+            r, c = corners[i, j]
+            out[i, r:r + h, c:c + w] += images[picks[i, j]]
+    digits = np.asarray(labels, np.int64)[picks]
+    return (np.minimum(out, 255).astype(np.uint8), (10 * digits[:, 0] + digits[:, 1]).astype(
+        np.uint8), corners)
+
+
 def load_mnist(source: str = 'auto', data_dir: str = '') -> Dataset:
     """Loads MNIST from one source: `load_data(source, data_dir, 'mnist')`.
 
