@@ -79,7 +79,7 @@ def one_line_errors():
     Ctrl-C) reported in one line rather than a traceback."""
     try:
         yield
-    except train.USER_ERRORS as e:
+    except (*train.USER_ERRORS, sweep.SweepError) as e:
         sys.exit(f'launch.py: {type(e).__name__}: {e}')
     except KeyboardInterrupt as e:
         sys.exit(f'launch.py: stopped: {e or "interrupted"}')

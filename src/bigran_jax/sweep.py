@@ -24,7 +24,9 @@ from collections.abc import Sequence
 
 import jax
 import ml_collections
+import numpy as np
 from absl import logging
+from jax.experimental import multihost_utils
 
 from bigran_jax import config as config_lib
 from bigran_jax import population, report, train, workdir_lock
@@ -85,10 +87,27 @@ def worker_name() -> str:
     return ''
 
 
+class SweepError(RuntimeError):
+    """Members that failed (their errors named) or that were left unevaluated."""
+
+
+def _all_finished(ms: dict, dirs: dict, names: list[str]) -> bool:
+    """Whether every member of `names` is finished, as process 0 sees it (a multi-host run's
+    processes must agree, whatever each reads from the shared disk meanwhile)."""
+    done = all(finished(ms[n], dirs[n]) for n in names)
+    if jax.process_count() > 1:
+        done = bool(multihost_utils.broadcast_one_to_all(np.int32(done)))
+    return done
+
+
 def run(config: ml_collections.ConfigDict, workdir: str, mode: str = 'train',
         worker: str | None = None) -> dict:
     """Trains (or evaluates) every member no other process holds; returns member name -> results
-    of the members this process trained or found finished.
+    of the members this process trained, evaluated or found finished.
+
+    A member that fails (a divergence, a bad checkpoint) does not stop the others: once the rest
+    are done, `SweepError` names every failure. In 'eval' mode a member another process holds is
+    named too, since it was not evaluated.
 
     Args:
       config: the sweep's config.
@@ -100,18 +119,21 @@ def run(config: ml_collections.ConfigDict, workdir: str, mode: str = 'train',
     dirs = {name: os.path.join(workdir, name) if name else workdir for name in ms}
     worker = worker_name() if worker is None else worker
     groups = populations(ms) if mode == 'train' else [[name] for name in ms]
-    shared = jax.process_count() == 1  # a multi-host run trains every group together, in order
-    results: dict[str, dict | None]
-    results, done, busy = {}, set(), {}
+    # A multi-host run's processes work through every group together, in order: none skips a
+    # group another process of the same run is in, and a workdir in use stops them all.
+    shared = jax.process_count() == 1
+    results: dict[str, dict | None] = {}
+    done: set[str] = set()
+    busy: dict[str, str] = {}
+    failed: dict[str, str] = {}
     while True:
-        todo = [g for g in groups if g[0] not in done and (g[0] not in busy or not shared)]
+        todo = [g for g in groups if g[0] not in done and g[0] not in busy]
         if not todo:
             break
         names = todo[0]
         try:
-            with workdir_lock.hold([dirs[n] for n in names], primary=jax.process_index() == 0,
-                                   worker=worker):
-                if mode == 'train' and shared and all(finished(ms[n], dirs[n]) for n in names):
+            with workdir_lock.hold([dirs[n] for n in names], worker=worker):
+                if mode == 'train' and _all_finished(ms, dirs, names):
                     out: Sequence[dict | None] = [report.read_results(dirs[n]) for n in names]
                 else:
                     if names != ['']:
@@ -129,16 +151,31 @@ def run(config: ml_collections.ConfigDict, workdir: str, mode: str = 'train',
             busy[names[0]] = str(e).split('; ')[0]
             logging.info('sweep members %s: skipped, %s', ', '.join(names), busy[names[0]])
             continue
+        except train.USER_ERRORS as e:
+            if not shared:
+                raise
+            failed[', '.join(names)] = f'{type(e).__name__}: {e}'
+            logging.error('sweep members %s failed (%s); going on with the others',
+                          ', '.join(names), failed[', '.join(names)])
+            done.add(names[0])
+            continue
         busy.clear()  # held ones may have been left by a process that died since: look again
         done.add(names[0])
         results.update(zip(names, out, strict=True))
-    if busy:
-        logging.info('this process is done; %d unit(s) of work are held by other processes, '
-                     'the last of which writes %s: %s', len(busy),
-                     os.path.join(workdir, 'summary.md'), '; '.join(busy.values()))
-    elif len(ms) > 1 and jax.process_index() == 0 and (
+    summary = os.path.join(workdir, 'summary.md')
+    if busy and mode == 'train':
+        logging.info('this process is done; %d unit(s) of work are held by other processes, and '
+                     'whichever finishes last writes %s: %s', len(busy), summary,
+                     '; '.join(busy.values()))
+    elif not busy and len(ms) > 1 and jax.process_index() == 0 and (
             mode == 'eval' or all(finished(ms[n], dirs[n]) for n in ms)):
         write_summary(config, workdir)
+    problems = [f'{n}: {why}' for n, why in failed.items()]
+    if mode == 'eval':
+        problems += [f'{n}: not evaluated, {why}' for n, why in busy.items()]
+    if problems:
+        raise SweepError(f'{len(problems)} of {len(groups)} unit(s) of the sweep in {workdir}: '
+                         + '; '.join(problems))
     return {name: results[name] for name in ms if name in results}
 
 

@@ -197,11 +197,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict | Run, workdir: str | l
     try:
         restored = outputs.restore()  # refuses a workdir of another experiment
         if len({s for _, s in restored}) > 1:
-            outputs.close()
+            outputs.close(keep_locks=True)  # this process goes on holding every member's lock
             logging.warning('population members restored at different iterations (%s): training '
                             'them one after another', [s for _, s in restored])
             # One workdir each: each call returns one dict.
-            return [cast(dict, train_and_evaluate(c, w, lock=lock))
+            return [cast(dict, train_and_evaluate(c, w, lock=False))
                     for c, w in zip(run.configs, workdirs, strict=True)]
         state, step = resume(run, outputs, restored)
         num_steps = run.config.train.num_steps
@@ -259,7 +259,7 @@ class Outputs:
     def __init__(self, run: Run, workdirs: list[str], lock: bool = True):
         self.run, self.workdirs = run, workdirs
         self.primary = jax.process_index() == 0
-        self.locks = workdir_lock.acquire(workdirs) if lock and self.primary else []
+        self.locks = workdir_lock.take(workdirs, enabled=lock)
         try:
             for workdir in workdirs:
                 os.makedirs(workdir, exist_ok=True)
@@ -339,15 +339,22 @@ class Outputs:
                     'step': step, 'rollback': {'diverged': problem, 'rollbacks': rollbacks,
                                                'lr_scale': self.run.lr_scale}})
 
-    def close(self) -> None:
-        if self.closed:
-            return
-        self.closed = True
-        for ckpt in self.ckpts:
-            ckpt.close()  # waits for a save in flight, so the newest good checkpoint is complete
-        for tb in self.tbs:
-            tb.close()
-        workdir_lock.release(self.locks)
+    def close(self, keep_locks: bool = False) -> None:
+        """Closes the checkpointers and TensorBoard writers (once), then releases the workdirs'
+        locks unless `keep_locks`, whatever failed before."""
+        try:
+            if not self.closed:
+                self.closed = True
+                try:
+                    for ckpt in self.ckpts:
+                        ckpt.close()  # waits for a save in flight: the newest checkpoint whole
+                finally:
+                    for tb in self.tbs:
+                        tb.close()
+        finally:
+            if not keep_locks:
+                locks, self.locks = self.locks, []
+                workdir_lock.release(locks)
 
     def log_done(self, trained: int, seconds: float) -> None:
         if self.primary:
@@ -517,7 +524,7 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str, *,
     """Evaluates the latest good checkpoint in `workdir` (`launch.py --mode=eval`), holding the
     workdir's lock (`lock=False`: the caller holds it)."""
     run = Run(config)
-    with workdir_lock.hold([workdir], primary=lock and jax.process_index() == 0):
+    with workdir_lock.hold([workdir], enabled=lock):
         state, step = run.restore_latest(workdir)
         if state is None:
             raise checkpoints.CheckpointError(f'no checkpoint to evaluate in {workdir}/checkpoints')

@@ -16,7 +16,11 @@ Taking the lock, when another process may have it:
   counts as alive; older, it is taken over with a warning.
 
 A run then resumes from the workdir's checkpoint as usual. Of a multi-host run of one workdir
-only process 0 takes the lock (the others share its workdir by design).
+process 0 takes the lock and tells the others whether it could (`take`).
+
+Where `flock` does not reach across hosts (NFS without a lock manager, Lustre without `-o flock`)
+two hosts that claim one free workdir at the same moment may both get it: the heartbeat only
+protects a workdir already held.
 """
 
 from __future__ import annotations
@@ -31,11 +35,21 @@ import sys
 import threading
 import time
 
+import jax
+import numpy as np
 from absl import logging
+from jax.experimental import multihost_utils
 
 LOCK_FILE = '.lock'
 HEARTBEAT_S = 30.0  # seconds between touches of the lock file by its holder
 STALE_AFTER_S = 300.0  # a holder on another host untouched this long is taken to have died
+
+
+def _int(value) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return -1
 
 
 class WorkdirLocked(RuntimeError):
@@ -47,6 +61,10 @@ def _now() -> str:
 
 
 def _pid_alive(pid: int) -> bool:
+    """Whether process `pid` of this host runs (this process's own PID counts as not: a record
+    of it is left by an earlier life, e.g. a restarted container's PID 1)."""
+    if pid <= 0 or pid == os.getpid():
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -99,14 +117,17 @@ class WorkdirLock:
             if not flocked:
                 raise WorkdirLocked(self._refusal(previous, age))
             if previous:
-                same_host = previous.get('host') == self.holder['host']
-                if flocked is None and same_host and _pid_alive(int(previous.get('pid', -1))):
+                host = previous.get('host')
+                same_host = host == self.holder['host']
+                if flocked is None and same_host and _pid_alive(_int(previous.get('pid'))):
                     raise WorkdirLocked(self._refusal(previous, age))
-                if not same_host and age is not None and age < self.stale_after_s:
+                if host is not None and not same_host and age < self.stale_after_s:
                     raise WorkdirLocked(self._refusal(previous, age))
-                why = ('it is no longer running' if same_host else f'its lock was last touched '
-                       f'{age:.0f} s ago, over {self.stale_after_s:.0f} s')
-                logging.warning('%s: taking over the lock of %s: %s; the run resumes from its '
+                why = ('it is no longer running' if same_host else
+                       'the lock file names no holder' if host is None else
+                       f'its lock was last touched {age:.0f} s ago, over '
+                       f'{self.stale_after_s:.0f} s')
+                logging.warning('%s: taking over the lock of %s: %s; a run resumes from its '
                                 'latest checkpoint', self.workdir, describe(previous), why)
             self.holder['since'] = _now()
             os.ftruncate(fd, 0)
@@ -153,7 +174,7 @@ class WorkdirLock:
                             'contents and heartbeat', self.path, e)
             return None
 
-    def _read(self, fd: int) -> tuple[dict, float | None]:
+    def _read(self, fd: int) -> tuple[dict, float]:
         """The holder written in the file (`{}` when empty: released cleanly) and the seconds
         since it was last touched."""
         raw = os.pread(fd, 65536, 0)
@@ -161,11 +182,16 @@ class WorkdirLock:
         if not raw.strip():
             return {}, age
         try:
-            return json.loads(raw), age
-        except ValueError:  # torn or foreign: someone wrote it, treat as a holder of unknown kind
-            return {'host': '?', 'pid': -1, 'since': '?'}, age
+            holder = json.loads(raw)
+        except ValueError:
+            holder = None
+        if not isinstance(holder, dict) or not isinstance(holder.get('host'), str):
+            holder = {'host': None, 'pid': -1, 'since': '?'}  # not ours: no holder named
+        return holder, age
 
     def _refusal(self, holder: dict, age: float | None) -> str:
+        if holder.get('host') == self.holder['host'] and holder.get('pid') == os.getpid():
+            return f'{self.workdir} is in use by this process already (another run in it)'
         return (f'{self.workdir} is in use by {describe(holder, age)}; wait for it to finish, '
                 f'stop it (it saves on SIGTERM or Ctrl-C), or use another --workdir. A lock '
                 f'left by a process that died is taken over by the next run (on another host '
@@ -193,15 +219,43 @@ def acquire(workdirs: list[str], *, worker: str = '') -> list[WorkdirLock]:
 
 
 def release(locks: list[WorkdirLock]) -> None:
+    """Releases every lock of `locks`, even when one of them fails (its error then raised)."""
+    errors = []
     for lock in reversed(locks):
-        lock.release()
+        try:
+            lock.release()
+        except OSError as e:
+            errors.append(e)
+    if errors:
+        raise errors[0]
+
+
+def take(workdirs: list[str], *, enabled: bool = True, worker: str = '') -> list[WorkdirLock]:
+    """The locks a run holds: in a multi-host run process 0 takes them (`acquire`) and every
+    process learns whether it could, so that all raise `WorkdirLocked` together rather than the
+    others going on alone; `[]` when not `enabled` (the caller holds them)."""
+    if not enabled:
+        return []
+    locks: list[WorkdirLock] = []
+    error = None
+    if jax.process_index() == 0:
+        try:
+            locks = acquire(workdirs, worker=worker)
+        except WorkdirLocked as e:
+            error = e
+    if jax.process_count() > 1:
+        refused = bool(multihost_utils.broadcast_one_to_all(np.int32(error is not None)))
+        if refused and error is None:
+            error = WorkdirLocked(f'process 0 found a workdir in use: {", ".join(workdirs)}')
+    if error is not None:
+        raise error
+    return locks
 
 
 @contextlib.contextmanager
-def hold(workdirs: list[str], *, primary: bool = True, worker: str = ''):
-    """`acquire` for the body, then `release`; takes none when not `primary` (the other
-    processes of a multi-host run)."""
-    locks = acquire(workdirs, worker=worker) if primary else []
+def hold(workdirs: list[str], *, enabled: bool = True, worker: str = ''):
+    """`take` for the body, then `release`."""
+    locks = take(workdirs, enabled=enabled, worker=worker)
     try:
         yield locks
     finally:
