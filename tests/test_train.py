@@ -114,6 +114,7 @@ def test_bigran_end_to_end_writes_figures_and_arrays(tmp_path, mnist_dir, judge_
     assert saved['classifier'] == classifier.load(judge_path).hash
     assert prov['config'] == json.loads(c.to_json()) and prov['command']
     assert prov['code']['version'] and prov['data'] == results['data']
+    assert prov['machine']['cpus_usable'] >= 1 and prov['machine']['jax'] == jax.__version__
     assert len(prov['code'].get('git_commit', 'x' * 40)) == 40
 
 

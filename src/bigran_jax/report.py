@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import subprocess
 import sys
 import time
@@ -50,11 +51,34 @@ def code_version() -> dict:
     return out
 
 
+def machine() -> dict:
+    """What besides the code and config sets a run's numbers on a CPU (docs/usage.md,
+    "Reproducibility"): the CPUs the process may use, which size XLA's thread pool; the CPU; the
+    platform and the versions of jax and jaxlib."""
+    import jax
+    import jaxlib
+
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cpus = os.cpu_count() or 0
+    model = platform.processor() or platform.machine()
+    try:
+        with open('/proc/cpuinfo') as f:
+            model = next((line.split(':', 1)[1].strip() for line in f
+                          if line.startswith('model name')), model)
+    except OSError:
+        pass
+    return {'cpus_usable': cpus, 'cpu': model, 'platform': jax.default_backend(),
+            'devices': jax.device_count(), 'jax': jax.__version__, 'jaxlib': jaxlib.__version__}
+
+
 def provenance(config, data: str | None = None) -> dict:
-    """What produced a result: the code (version, git commit), the command line, the data
-    source and the whole config. The judge is named beside the metrics it measured."""
+    """What produced a result: the code (version, git commit), the command line, the machine
+    (`machine`), the data source and the whole config. The judge is named beside the metrics it
+    measured."""
     out = {'code': code_version(), 'command': ' '.join([sys.executable, *sys.argv]),
-           'config': config.to_dict()}
+           'machine': machine(), 'config': config.to_dict()}
     if data is not None:
         out['data'] = data
     return out
