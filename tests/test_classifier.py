@@ -195,7 +195,7 @@ def test_a_judge_whose_file_changed_is_refused(trained, tmp_path):
 def test_command_line_trains_and_saves(mnist, tmp_path, monkeypatch, capsys):
     from bigran_jax import data
 
-    monkeypatch.setattr(data, 'load_mnist', lambda source, data_dir: mnist)
+    monkeypatch.setattr(data, 'load_data', lambda source, data_dir, name: mnist)
     classifier_lib.main(['--source=embedded', f'--out={tmp_path}', '--epochs=0',
                          '--dtype=float16'])
     (name,) = [f for f in os.listdir(tmp_path) if f.endswith('.msgpack')]
