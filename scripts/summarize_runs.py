@@ -14,7 +14,7 @@ training seconds).
 of each t together): each cell is the mean ± standard deviation over the group's runs (a list
 column, such as a per-step metric, element by element). `--against=VALUE` adds, for every other
 group, the difference of its mean from that group's in each scalar column with a 95% bootstrap
-interval (each group's runs resampled, 10,000 draws, seed 0).
+interval (each group's runs resampled, 10,000 draws, seed 0; none where a group has one run).
 """
 
 from __future__ import annotations
@@ -82,8 +82,12 @@ def grouped(runs: dict, columns: list[str], key: str, against: str | None = None
                 if any(not isinstance(v, (int, float)) for v in a + b):
                     cells.append('')
                     continue
+                diff = f'{np.mean(a) - np.mean(b):+.3g}'
+                if min(len(a), len(b)) < 2:  # one run has no spread to resample
+                    cells.append(f'{diff} (no interval: one run)')
+                    continue
                 low, high = bootstrap_difference(a, b, rng)
-                cells.append(f'{np.mean(a) - np.mean(b):+.3g} [{low:+.3g}, {high:+.3g}]')
+                cells.append(f'{diff} [{low:+.3g}, {high:+.3g}]')
             lines.append(f'| {value} - {against} | | ' + ' | '.join(cells) + ' |')
     return '\n'.join(lines)
 

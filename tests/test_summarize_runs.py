@@ -28,5 +28,10 @@ def test_groups_by_a_config_key_with_differences_against_one(tmp_path, capsys):
         ']', '').replace(',', '').split())
     assert diff == -11 and low <= diff <= high and high < 0  # every resample: t = 1 lower
     assert lines[4].endswith('|  |')  # no interval for a list column
+    single = run(tmp_path / 't=8_seed=0', 8, 0, 5.0, [9.0, 5.0])
+    summarize_runs.main([*runs, single, '--group=model.t', '--against=4',
+                         '--columns=frechet_distance'])
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        '| 8 - 4 | | -17 (no interval: one run) |')
     with pytest.raises(SystemExit, match='--against=8: no group'):
         summarize_runs.main([*runs, '--group=model.t', '--against=8'])

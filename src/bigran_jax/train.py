@@ -212,6 +212,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict | Run, workdir: str | l
         with _StopSignal() as stop:
             while step < num_steps:
                 boundary = next(b for b in marks if b > step)
+                before = step
                 try:
                     while step < boundary and not stop.received:
                         num = min(run.config.train.iterations_per_call, boundary - step)
@@ -225,12 +226,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict | Run, workdir: str | l
                     state, step = _recover(run, outputs, e)
                     t_start, step_start = time.perf_counter(), step
                     continue
-                if stop.received:
-                    _stop(outputs, step, state, stop.received)
-                if step % run.config.train.log_every == 0 or step == num_steps:
+                # A stop logs the chunk it finished first (when at a log mark), so that a resumed
+                # run's metrics.jsonl has every mark once; then it saves and leaves.
+                if step > before and (step % run.config.train.log_every == 0 or
+                                      step == num_steps):
                     rate = (step - step_start) / max(time.perf_counter() - t_start, 1e-9)
                     _log(run, outputs, step, [{k: v[-1] for k, v in h.items()} for h in history],
                          rate)
+                if stop.received:
+                    _stop(outputs, step, state, stop.received)
                 if step in run.config.eval.snapshot_steps and outputs.primary:
                     outputs.snapshot(step, steps.evaluation_params(state))
                 if run.config.checkpoint.every and step % run.config.checkpoint.every == 0:
