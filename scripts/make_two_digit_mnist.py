@@ -6,7 +6,7 @@ labels 10 x left digit + right digit (0..99).
         --source=idx --data_dir=PATH/TO/MNIST
     python launch.py --config=configs/bigran.py --workdir=runs/two_digit \
         --config.data.source=idx --config.data.dir=data/two_digit_mnist \
-        --config.data.name=two_digit_mnist --config.eval.classifier=train
+        --config.data.name=two_digit_mnist
 
 The train images are made from MNIST's train split, the test images from its test split, each by
 `bigran_jax.data.two_digit_mnist` with its own seed (`--seed` and `--seed + 1`): the same
