@@ -120,6 +120,21 @@ def test_nearest_neighbour_accuracy_is_chance_on_shuffled_labels():
     assert 0.03 < acc < 0.2
 
 
+def test_nearest_neighbour_accuracy_matches_brute_force():
+    # Unsorted labels with gaps (no 0, 1, 3, ...), test rows near several classes at once: the
+    # class-by-class minimum names the same neighbour as an argmin over every training row.
+    rng = np.random.default_rng(7)
+    train_x = rng.normal(size=(400, 6))
+    train_y = rng.choice([2, 5, 7, 9], size=400)
+    test_x = rng.normal(size=(150, 6))
+    test_y = rng.choice([2, 5, 7, 9], size=150)
+    d = ((test_x[:, None] - train_x[None]) ** 2).sum(-1)
+    expected = np.mean(train_y[d.argmin(1)] == test_y)
+    assert 0.1 < expected < 0.6
+    acc = metrics.nearest_neighbour_accuracy(train_x, train_y, test_x, test_y, chunk=64)
+    assert acc == expected
+
+
 def test_nearest_neighbour_accuracy_exact_match_far_from_origin():
     # Test rows equal to training rows far from the origin: the float32 expansion must still find
     # them (centring keeps it accurate).

@@ -14,7 +14,9 @@ The public pure functions researchers call live on `BiGRAN` (`model(config)` bui
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
+from collections.abc import Callable
 from typing import cast
 
 import jax
@@ -22,12 +24,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from bigran_jax import attention_figures, figures, metrics
+from bigran_jax import classifier as classifier_lib
 from bigran_jax.experiments import common
-from bigran_jax.losses import bigran_losses, clips_bce
+from bigran_jax.losses import bigran_d_inputs, bigran_losses, clips_bce
 from bigran_jax.models import MNIST_SHAPE, Decoder, Encoder, JointDiscriminator
 from bigran_jax.samplers import sample_batch
 from bigran_jax.steps import Game
-from bigran_jax.util import batched
+from bigran_jax.util import atomic_write, batched
 
 NEEDS_DATA = True
 SUMMARY_COLUMNS = ['modes_covered', 'kl_to_uniform', 'mean_confidence', 'frechet_distance',
@@ -214,16 +217,52 @@ def make_game(config) -> Game:
     # include its clipped cross-entropy.
     d_loss, g_loss = bigran_losses(net, config.train, clip=clips_bce(config.model.numerics))
 
-    return Game(init=net.init, sample=sample, d_loss=d_loss, g_loss=g_loss)
+    return Game(init=net.init, sample=sample, d_loss=d_loss, g_loss=g_loss,
+                d_inputs=functools.partial(bigran_d_inputs, net))
 
 
-def _prior_samples(net: BiGRAN, params, key, n: int) -> np.ndarray:
+@dataclasses.dataclass(frozen=True)
+class Jitted:
+    """`BiGRAN`'s functions jitted once for an evaluation, each taking the parameters as its first
+    argument (not closed over as constants, which would compile them again for every checkpoint)
+    and a batch of 1,000 rows (`util.batched` pads to it), so each compiles once:
+
+    - `sample(params, key)`: 1,000 prior samples' canvases `[1000, t, H * W * C]`;
+    - `reconstruct(params, x, key_data)`: each row of `x` `[B, H * W * C]` reconstructed with its
+      own key (raw key data `[B, ...]`), so a row's reconstruction does not depend on its batch;
+    - `encode_mu(params, x)`: the encoder's means `[B, t, latent]` (eps from key 0, which only
+      DRAW's decoder-steered read depends on);
+    - `decode(params, z)`: canvases `[B, t, H * W * C]`."""
+
+    sample: Callable
+    reconstruct: Callable
+    encode_mu: Callable
+    decode: Callable
+
+
+def jitted(net: BiGRAN) -> Jitted:
+    """`net`'s functions for evaluation (`Jitted`)."""
+    return Jitted(
+        sample=jax.jit(lambda p, k: net.sample(p, 1000, k)),
+        reconstruct=jax.jit(jax.vmap(
+            lambda p, x, kd: net.reconstruct(p, x[None], jax.random.wrap_key_data(kd))[0],
+            in_axes=(None, 0, 0))),
+        encode_mu=jax.jit(lambda p, x: net.encode(p, x, jax.random.key(0))[1]),
+        decode=jax.jit(net.decode))
+
+
+def _prior_samples(net: BiGRAN, params, key, n: int, fns: Jitted | None = None) -> np.ndarray:
     """At least `n` (and 100) prior samples `[>= n, t, H, W, C]`, drawn 1,000 at a time from keys
     `fold_in(key, i)`."""
-    sample = jax.jit(lambda k: net.sample(params, 1000, k))
-    flat = np.concatenate([np.asarray(sample(jax.random.fold_in(key, i)))
+    sample = (fns or jitted(net)).sample
+    flat = np.concatenate([np.asarray(sample(params, jax.random.fold_in(key, i)))
                            for i in range(-(-max(n, 100) // 1000))])
     return flat.reshape(*flat.shape[:2], *net.image_shape)
+
+
+def _key_data(key: jax.Array, n: int) -> np.ndarray:
+    """`n` keys split from `key`, as raw key data `[n, ...]` (what `Jitted.reconstruct` takes)."""
+    return np.asarray(jax.random.key_data(jax.random.split(key, n)))
 
 
 def snapshot(params, config, key, workdir, step, tb, mnist) -> dict | None:
@@ -241,29 +280,36 @@ def snapshot(params, config, key, workdir, step, tb, mnist) -> dict | None:
 
 
 def save_figures(net: BiGRAN, params: dict, test_x: np.ndarray, sampled: np.ndarray,
-                 key: jax.Array, workdir: str) -> list[str]:
+                 key: jax.Array, workdir: str, fns: Jitted | None = None) -> list[str]:
     """The evaluation's figures, like the paper's 7-9 but labelled, in `workdir`: prior samples,
     stochastic reconstructions (inputs framed), the canvas after each step, a latent
     interpolation grid, and GIFs of the canvas being drawn (samples and reconstructions).
 
     Args:
       test_x: `[>= 16, H, W, C]` test images in [0, 1]; sampled: `[>= 100, t, H, W, C]` prior
-        samples' canvases.
+        samples' canvases; fns: `jitted(net)` (made here if None).
     """
     t = net.t
     shape = net.image_shape
+    fns = fns or jitted(net)
     as_images = lambda flat: np.asarray(flat).reshape(*np.shape(flat)[:-1], *shape)
     k_many, k_steps, k_gif = jax.random.split(key, 3)
     out = lambda name: os.path.join(workdir, name)
+    # Every reconstruction the figures show in one batch: 10 draws of the first 10 inputs, one
+    # more of each for the canvas steps, 5 draws of the first 8 for the GIF.
+    flat_x = test_x.reshape(len(test_x), -1)
+    rows = np.concatenate([np.tile(flat_x[:10], (10, 1)), flat_x[:10], np.tile(flat_x[:8], (5, 1))])
+    keys = np.concatenate([_key_data(k_many, 100), _key_data(k_steps, 10), _key_data(k_gif, 40)])
+    drawn = as_images(batched(functools.partial(fns.reconstruct, params), rows, keys))
+    many = drawn[:100, -1].reshape(10, 10, *shape)  # [10 draws, 10 images, H, W, C]
+    canvases = drawn[100:110]  # [10, t, H, W, C]
+    draws = drawn[110:].reshape(5, 8, t, *shape)  # [5 draws, 8 images, t, H, W, C]
     figs = [figures.save_labelled_grid(
         out('samples.png'), sampled[:100, -1], 10, 10,
         title=f'BiGRAN: 100 prior samples (final canvas, step {t} of {t})')]
-    many = as_images(jax.vmap(lambda k: net.reconstruct(params, test_x[:10], k)[:, -1])(
-        jax.random.split(k_many, 10)))  # [10 draws, 10 images, H, W, C]
     figs.append(figures.save_reconstructions(
         out('reconstructions.png'), test_x[:10], many,
         title='BiGRAN: each input (framed) and 10 stochastic reconstructions'))
-    canvases = as_images(net.reconstruct(params, test_x[:10], k_steps))  # [10, t, H, W, C]
     steps_rows = np.concatenate([test_x[:10, None], canvases], axis=1)
     figs.append(figures.save_labelled_grid(
         out('canvas_steps.png'), steps_rows.reshape(-1, *shape), 10, t + 1,
@@ -271,10 +317,12 @@ def save_figures(net: BiGRAN, params: dict, test_x: np.ndarray, sampled: np.ndar
         col_labels=['input'] + [f'step {s}' for s in range(1, t + 1)], marked_cols=(0,)))
     # Between the encoder's means of two test digits, decoded: a smooth path says the latent
     # space is organised; a jump says the decoder memorised.
-    mu = np.asarray(net.encode(params, test_x[:16], jax.random.key(0))[1])  # [16, t, m]
+    mu = batched(functools.partial(fns.encode_mu, params), flat_x[:16])  # [16, t, m]
     alpha = np.linspace(0.0, 1.0, 8)[None, :, None, None]
     path = (1 - alpha) * mu[:8, None] + alpha * mu[8:16, None]  # [8 pairs, 8, t, m]
-    decoded = as_images(net.decode(params, path.reshape(64, t, -1))[:, -1]).reshape(8, 8, *shape)
+    decoded = as_images(batched(functools.partial(fns.decode, params),
+                                path.reshape(64, t, -1).astype(np.float32))[:, -1])
+    decoded = decoded.reshape(8, 8, *shape)
     rows = np.concatenate([test_x[:8, None], decoded, test_x[8:16, None]], axis=1)
     figs.append(figures.save_labelled_grid(
         out('interpolation.png'), rows.reshape(-1, *shape), 8, 10,
@@ -285,8 +333,6 @@ def save_figures(net: BiGRAN, params: dict, test_x: np.ndarray, sampled: np.ndar
     steps = [f'step {s} of {t}' for s in range(1, t + 1)]
     figs.append(figures.save_gif(out('samples_drawing.gif'), sampled[:64].swapaxes(0, 1),
                                  8, 8, titles=[f'BiGRAN samples, {s}' for s in steps]))
-    draws = as_images(jax.vmap(lambda k: net.reconstruct(params, test_x[:8], k))(
-        jax.random.split(k_gif, 5)))  # [5 draws, 8 images, t, H, W, C]
     frames = np.concatenate([np.broadcast_to(test_x[None, :8, None], (t, 8, 1, *shape)),
                              np.moveaxis(draws, (0, 1, 2), (2, 1, 0))], axis=2)  # [t, 8, 6, ...]
     figs.append(figures.save_gif(out('reconstructions_drawing.gif'), frames.reshape(t, 48, *shape),
@@ -298,6 +344,7 @@ def save_figures(net: BiGRAN, params: dict, test_x: np.ndarray, sampled: np.ndar
 def evaluate(params, config, mnist, key, workdir) -> tuple[dict, list, str]:
     """Samples, stochastic reconstructions, canvases per step, and their metrics."""
     net = model(config)
+    fns = jitted(net)
     k_sample, k_rec, k_many = jax.random.split(key, 3)
     n = config.eval.num_samples
     t = net.t
@@ -305,50 +352,55 @@ def evaluate(params, config, mnist, key, workdir) -> tuple[dict, list, str]:
     ids = np.arange(n) % mnist.test_images.shape[0]  # repeats the test split if n exceeds it
     test_x = mnist.test_images[ids].reshape(n, size).astype(np.float32) / 255.0  # flat [n, HWC]
     test_y = mnist.test_labels[ids]
-    sampled = _prior_samples(net, params, k_sample, n)  # [>= n, t, H, W, C]
-    generated = sampled[:, -1]
-    rec_keys = np.asarray(jax.random.key_data(jax.random.split(k_rec, n)))
-    reconstruct = jax.jit(jax.vmap(
-        lambda x, kd: net.reconstruct(params, x[None], jax.random.wrap_key_data(kd))[0]))
-    canvases = batched(reconstruct, test_x, rec_keys)  # [n, t, H * W * C]
+    sampled = _prior_samples(net, params, k_sample, n, fns)  # [>= n, t, H, W, C]
+    canvases = batched(functools.partial(fns.reconstruct, params), test_x,
+                       _key_data(k_rec, n))  # [n, t, H * W * C]
     canvases = canvases.reshape(n, t, *shape)
 
     # The figures' 16 test images (repeated when the test split is smaller).
     first = mnist.test_images[np.arange(16) % len(mnist.test_images)].astype(np.float32) / 255.0
-    figs = save_figures(net, params, first, sampled, k_many, workdir)
+    figs = save_figures(net, params, first.reshape(16, *shape), sampled, k_many, workdir, fns)
     if config.model.get('write_n', 0):  # each step's canvas with the window it wrote through
         figs += attention_figures.save_model_attention(net, params, jax.random.fold_in(k_many, 1),
                                                        workdir, 'BiGRAN')
 
-    generated = generated[:n]
     # As saved before images had a shape: [N, H, W] when C is 1 (MNIST's [N, 28, 28]).
     saved = shape[:2] if shape[2] == 1 else shape
     test_images = test_x.reshape(n, *shape)
-    np.savez_compressed(
-        os.path.join(workdir, 'samples.npz'), generated=generated.reshape(n, *saved),
-        test_images=test_images.reshape(n, *saved), test_labels=test_y,
-        reconstructions=canvases[:, -1].reshape(n, *saved),
-        canvases=canvases.reshape(n, t, *saved),  # the reconstructions' canvas after each step
-        sample_canvases=sampled[:n].reshape(n, t, *saved))  # the samples' canvas after each step
+    # Uncompressed: float canvases do not compress (zlib saves 4% and takes 20 s).
+    with atomic_write(os.path.join(workdir, 'samples.npz'), 'wb') as f:
+        np.savez(f, generated=sampled[:n, -1].reshape(n, *saved),
+                 test_images=test_images.reshape(n, *saved), test_labels=test_y,
+                 reconstructions=canvases[:, -1].reshape(n, *saved),
+                 canvases=canvases.reshape(n, t, *saved),  # the reconstructions' canvas per step
+                 sample_canvases=sampled[:n].reshape(n, t, *saved))  # the samples' per step
 
     clf = common.judge(config, mnist)
-    results = common.sample_metrics(clf, mnist, generated)
-    probs_test, features_test = clf.predict(test_images)
-    judged = [clf.predict(canvases[:, s]) for s in range(t)]  # (probs, features) per step
-    pred_rec = judged[-1][0].argmax(-1)
+    # Reconstructions through the encoder's means (z = mu), beside the stochastic ones.
+    mu = batched(functools.partial(fns.encode_mu, params), test_x)
+    from_mu = batched(functools.partial(fns.decode, params), mu)[:, -1].reshape(n, *shape)
+    # The judge reads everything in one pass: each step's canvas of the samples and of the
+    # reconstructions, the z = mu reconstructions, and the test split (the reference).
+    judged = clf.predict(np.concatenate([sampled[:n].swapaxes(0, 1).reshape(-1, *shape),
+                                         canvases.swapaxes(0, 1).reshape(-1, *shape), from_mu,
+                                         classifier_lib.to_nhwc(mnist.test_images, shape)]))
+    probs, feats = (np.split(a, [2 * t * n, (2 * t + 1) * n]) for a in judged)
+    sample_probs, sample_feats = (a[:t * n].reshape(t, n, -1) for a in (probs[0], feats[0]))
+    rec_probs, rec_feats = (a[t * n:].reshape(t, n, -1) for a in (probs[0], feats[0]))
+    features_ref = feats[2]
+    probs_test = probs[2][ids]
+    results = {**metrics.judged_metrics(sample_probs[-1], sample_feats[-1], features_ref),
+               **common.judge_fields(clf)}
+    pred_rec = rec_probs[-1].argmax(-1)
     # Whether the reconstruction keeps the input's class after each step: a canvas that draws
     # step by step gains it late, one finished at step 1 has it from the start.
     step_agreement = [metrics.class_agreement(probs_test.argmax(-1), p.argmax(-1))
-                      for p, _ in judged]
+                      for p in rec_probs]
     step_error = metrics.per_step_error(canvases, test_images)
     # How much each step's canvas looks like MNIST: it should fall as the canvas sharpens.
-    step_frechet = [metrics.frechet_distance(f, features_test) for _, f in judged]
-    sample_step_frechet = [metrics.frechet_distance(clf.predict(sampled[:n, s])[1], features_test)
-                           for s in range(t)]
-    # Reconstructions through the encoder's means (z = mu), beside the stochastic ones.
-    reconstruct_mu = jax.jit(lambda x: net.decode(params, net.encode(
-        params, x, jax.random.key(0))[1])[:, -1])
-    pred_mu = clf.predict(batched(reconstruct_mu, test_x).reshape(n, *shape))[0].argmax(-1)
+    step_frechet = [metrics.frechet_distance(f, features_ref) for f in rec_feats]
+    sample_step_frechet = [metrics.frechet_distance(f, features_ref) for f in sample_feats]
+    pred_mu = probs[1].argmax(-1)
     # 1-NN classification of the test set by the training set, on the encoder's means and on the
     # layer before them (BiGAN's code reports both: NNC_e and NNC_e-).
     train_x = mnist.train_images.reshape(-1, size).astype(np.float32) / 255.0

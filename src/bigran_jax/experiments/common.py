@@ -34,8 +34,12 @@ def judge(config, mnist) -> classifier_lib.Classifier:
 def sample_metrics(clf: classifier_lib.Classifier, mnist, generated) -> dict:
     """Modes, class histogram, KL to uniform, confidence and Frechet distance to the test split,
     plus which judge measured them (its hash) and its test accuracy."""
-    out = metrics.generated_metrics(clf, generated, mnist.test_images)
-    return {**out, 'classifier': clf.hash, 'classifier_test_accuracy': clf.test_accuracy}
+    return {**metrics.generated_metrics(clf, generated, mnist.test_images), **judge_fields(clf)}
+
+
+def judge_fields(clf: classifier_lib.Classifier) -> dict:
+    """Which judge measured a run's samples: its hash and its test accuracy."""
+    return {'classifier': clf.hash, 'classifier_test_accuracy': clf.test_accuracy}
 
 
 def save_snapshot(images, workdir: str, step: int, tb) -> str:
