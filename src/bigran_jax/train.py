@@ -276,6 +276,9 @@ class Outputs:
         # Wall time of training: the earlier legs' (saved in the checkpoint resumed from) and
         # this leg's, from `t_train` on.
         self.seconds_before, self.t_train = 0.0, time.perf_counter()
+        # Of which spent in snapshots (all legs): `snapshot` leaves them out of the training time
+        # it records, so a time-to-quality curve counts training alone.
+        self.snapshot_seconds = 0.0
 
     def train_seconds(self) -> float:
         """Seconds of training so far, summed over the legs a resumed run was trained in (each
@@ -306,7 +309,8 @@ class Outputs:
     def save(self, step: int, state, force: bool = False) -> None:
         seconds = self.train_seconds()
         for ckpt, run_state in zip(self.ckpts, self.run.split(state), strict=True):
-            ckpt.meta = {**ckpt.meta, 'train_seconds': seconds}
+            ckpt.meta = {**ckpt.meta, 'train_seconds': seconds,
+                         'snapshot_seconds': self.snapshot_seconds}
             ckpt.save(step, run_state, force=force)
 
     def wait(self) -> None:
@@ -323,7 +327,10 @@ class Outputs:
 
     def snapshot(self, step: int, params) -> None:
         """The experiments' mid-training snapshot of each run's part of `params` (on the mesh;
-        split there, then fetched to the host)."""
+        split there, then fetched to the host). Its metrics.jsonl row records `train_seconds`:
+        the training time so far without the snapshots' own."""
+        t0 = time.perf_counter()
+        seconds = self.train_seconds() - self.snapshot_seconds
         run = self.run
         parts = jax.device_get(run.split(params))
         for i, (config, workdir, tb, p) in enumerate(zip(run.configs, self.workdirs, self.tbs,
@@ -332,9 +339,10 @@ class Outputs:
                                           workdir, step, tb, run.mnist)
             if out:
                 report.append_jsonl(os.path.join(workdir, 'metrics.jsonl'),
-                                    {'step': step, 'snapshot': out})
+                                    {'step': step, 'train_seconds': seconds, 'snapshot': out})
                 if tb is not None:
                     tb.scalars(step, dict(report.scalars(out)), 'snapshot/')
+        self.snapshot_seconds += time.perf_counter() - t0
 
     def rolled_back(self, step: int, problem: str, rollbacks: int) -> None:
         if self.primary:
@@ -379,6 +387,7 @@ def resume(run: Run, outputs: Outputs, restored: list[tuple]) -> tuple:
         meta = outputs.ckpts[0].read_meta(step)
         outputs.set_lr_scale(meta.get('lr_scale', 1.0), meta.get('rollbacks', 0))
         outputs.seconds_before = float(meta.get('train_seconds', 0.0))
+        outputs.snapshot_seconds = float(meta.get('snapshot_seconds', 0.0))
         logging.info('resumed from the checkpoint of iteration %d%s', step,
                      f' (learning rates x{run.lr_scale:g} after {meta["rollbacks"]} rollback(s))'
                      if run.lr_scale != 1.0 else '')
