@@ -137,7 +137,7 @@ def nearest_neighbour_accuracy(
     train_labels: np.ndarray,
     test_features: np.ndarray,
     test_labels: np.ndarray,
-    chunk: int = 500,
+    chunk: int = 1000,
 ) -> float:
     """Accuracy of 1-nearest-neighbour classification (Euclidean) of test by train features.
 
