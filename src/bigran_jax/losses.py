@@ -146,20 +146,10 @@ def _discriminate(net, d_params, x, z, key):
                                    rngs={'dropout': key})
 
 
-def bigran_d_inputs(net, g_params: Params, batch: dict) -> dict:
-    """`batch` with what the discriminator's loss reads from the encoder and decoder: the real
-    pair's latents `'z_real'` E(x) `[B, t, m]` and the fake pair's canvases `'canvases'` G(z)
-    `[B, t, 784]` (`steps.Game.d_inputs`)."""
-    z_real = net.encoder.apply({'params': g_params['encoder']}, batch['x'], batch['eps'])[0]
-    return {**batch, 'z_real': z_real,
-            'canvases': net.decoder.apply({'params': g_params['decoder']}, batch['z'])}
-
-
 def _pairs(net, g_params, batch):
-    """E(x) and G(z): from the batch when `bigran_d_inputs` put them there, else computed."""
-    if 'z_real' not in batch:
-        batch = bigran_d_inputs(net, g_params, batch)
-    return batch['z_real'], batch['canvases']
+    """The real pair's latents E(x) `[B, t, m]` and the fake pair's canvases G(z) `[B, t, 784]`."""
+    z_real = net.encoder.apply({'params': g_params['encoder']}, batch['x'], batch['eps'])[0]
+    return z_real, net.decoder.apply({'params': g_params['decoder']}, batch['z'])
 
 
 def bigran_d_loss(net, d_params: Params, g_params: Params, batch: dict, key: jax.Array, *,

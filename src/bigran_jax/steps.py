@@ -45,11 +45,6 @@ class Game:
       d_loss: the discriminator's loss, `(d_params, g_params, batch, key) -> (loss, metrics)`.
       g_loss: the generator's loss, `(g_params, d_params, batch, key) -> (loss, metrics)`; None
         for a game without a generator (the toy, trained with `train.g_updates = 0`).
-      d_inputs: optional `(g_params, batch) -> batch`: the generator's outputs the
-        discriminator's loss reads (BiGRAN: E(x) and G(z)), added to the batch; `d_loss` then
-        takes them from the batch instead of running the generator. With several discriminator
-        updates per iteration the generator does not change between them, so `train_iteration`
-        computes them for all the updates' batches in one larger pass.
     Losses are means over the batch, so averaging them over devices is the loss of the whole.
     """
 
@@ -57,7 +52,6 @@ class Game:
     sample: Callable[[Any, jax.Array, int], dict]
     d_loss: Loss
     g_loss: Loss | None = None
-    d_inputs: Callable[[Any, dict], dict] | None = None
 
     def loss(self, player: str) -> Loss | None:
         return self.d_loss if player == 'd' else self.g_loss
@@ -189,12 +183,9 @@ def unrolled_g_loss(g_params, d_params, batch, key, *, d_opt_state, data, unroll
 
 def player_update(state: TrainState, key, data, *, player: str, game: Game, tx: dict,
                   batch_size: int, axis_name: str | None = None, unroll: int = 0,
-                  unroll_order: str = 'second', batch: dict | None = None
-                  ) -> tuple[TrainState, dict]:
+                  unroll_order: str = 'second') -> tuple[TrainState, dict]:
     """One gradient step of `player` ('d' or 'g') on a fresh batch of `batch_size` drawn from
-    `data` by `game.sample`, the other player held fixed. `batch`: that batch, drawn already
-    (from the first half of `key`'s split, as here; `train_iteration` draws the discriminator's
-    batches ahead to add `game.d_inputs` to them).
+    `data` by `game.sample`, the other player held fixed.
 
     Gradients and metrics are averaged over `axis_name` (the device axis) when given, so the
     update on devices holding the shards of a batch equals the update on the whole batch.
@@ -213,8 +204,7 @@ def player_update(state: TrainState, key, data, *, player: str, game: Game, tx: 
       `{player}_param_norm`, the health figures the loop checks.
     """
     k_batch, k_loss = jax.random.split(key)
-    if batch is None:
-        batch = game.sample(data, k_batch, batch_size)
+    batch = game.sample(data, k_batch, batch_size)
     other = 'g' if player == 'd' else 'd'
     own = state.params[player]
     if axis_name in jax.sharding.get_abstract_mesh().manual_axes:
@@ -250,9 +240,7 @@ def train_iteration(state: TrainState, key, *, data, game: Game, tx: dict, batch
                     axis_name: str | None = None, unroll: int = 0,
                     unroll_order: str = 'second') -> tuple[TrainState, dict]:
     """`d_updates` discriminator updates then `g_updates` generator updates, each on a fresh batch;
-    with several discriminator updates and a game with `d_inputs`, the generator's outputs for
-    all their batches come from one pass before the updates (the generator does not change
-    between them); then, with `g_ema` > 0, the generator's moving average
+    then, with `g_ema` > 0, the generator's moving average
     `params['g_ema'] <- g_ema * params['g_ema'] + (1 - g_ema) * params['g']`.
     `unroll`, `unroll_order`: the generator's updates are unrolled-GAN updates (`player_update`).
 
@@ -274,29 +262,12 @@ def train_iteration(state: TrainState, key, *, data, game: Game, tx: dict, batch
             update = functools.partial(player_update, data=data, player=player, game=game, tx=tx,
                                        batch_size=batch_size, axis_name=axis_name, unroll=unroll,
                                        unroll_order=unroll_order)
-            keys = jax.random.split(k, n)
-            if player == 'd' and n > 1 and game.d_inputs is not None:
-                batches = _with_d_inputs(game, state.params['g'], data, keys, batch_size)
-                state, m = lax.scan(lambda s, kb, f=update: f(s, kb[0], batch=kb[1]), state,
-                                    (keys, batches))
-            else:
-                state, m = lax.scan(update, state, keys)
+            state, m = lax.scan(update, state, jax.random.split(k, n))
             metrics.update(jax.tree.map(lambda x: x[-1], m))
     if g_ema > 0:
         ema = optax.incremental_update(state.params['g'], state.params['g_ema'], 1.0 - g_ema)
         state = state.replace(params={**state.params, 'g_ema': ema})
     return state.replace(step=state.step + 1), metrics
-
-
-def _with_d_inputs(game: Game, g_params, data, keys: jax.Array, batch_size: int) -> dict:
-    """The batches of the discriminator updates keyed `keys` `[n]` (each drawn from its key's
-    first half, as `player_update` draws it), stacked `[n, batch_size, ...]`, with
-    `game.d_inputs` computed for all n * batch_size rows in one pass."""
-    n = keys.shape[0]
-    batches = jax.vmap(lambda k: game.sample(data, jax.random.split(k)[0], batch_size))(keys)
-    flat = jax.tree.map(lambda a: a.reshape(n * batch_size, *a.shape[2:]), batches)
-    flat = cast(Callable, game.d_inputs)(g_params, flat)
-    return jax.tree.map(lambda a: a.reshape(n, batch_size, *a.shape[1:]), flat)
 
 
 def train_iterations(state: TrainState, data, key, *, num: int,
