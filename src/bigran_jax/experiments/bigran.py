@@ -26,7 +26,7 @@ import numpy as np
 from bigran_jax import attention_figures, figures, metrics
 from bigran_jax import classifier as classifier_lib
 from bigran_jax.experiments import common
-from bigran_jax.losses import bigran_d_inputs, bigran_losses, clips_bce
+from bigran_jax.losses import bigran_losses, clips_bce
 from bigran_jax.models import MNIST_SHAPE, Decoder, Encoder, JointDiscriminator
 from bigran_jax.samplers import sample_batch
 from bigran_jax.steps import Game
@@ -217,8 +217,7 @@ def make_game(config) -> Game:
     # include its clipped cross-entropy.
     d_loss, g_loss = bigran_losses(net, config.train, clip=clips_bce(config.model.numerics))
 
-    return Game(init=net.init, sample=sample, d_loss=d_loss, g_loss=g_loss,
-                d_inputs=functools.partial(bigran_d_inputs, net))
+    return Game(init=net.init, sample=sample, d_loss=d_loss, g_loss=g_loss)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -293,13 +292,12 @@ def save_figures(net: BiGRAN, params: dict, test_x: np.ndarray, sampled: np.ndar
     shape = net.image_shape
     fns = fns or jitted(net)
     as_images = lambda flat: np.asarray(flat).reshape(*np.shape(flat)[:-1], *shape)
-    k_many, k_steps, k_gif = jax.random.split(key, 3)
     out = lambda name: os.path.join(workdir, name)
-    # Every reconstruction the figures show in one batch: 10 draws of the first 10 inputs, one
-    # more of each for the canvas steps, 5 draws of the first 8 for the GIF.
+    # Every reconstruction the figures show in one batch, each row its own key: 10 draws of the
+    # first 10 inputs, one more of each for the canvas steps, 5 draws of the first 8 for the GIF.
     flat_x = test_x.reshape(len(test_x), -1)
     rows = np.concatenate([np.tile(flat_x[:10], (10, 1)), flat_x[:10], np.tile(flat_x[:8], (5, 1))])
-    keys = np.concatenate([_key_data(k_many, 100), _key_data(k_steps, 10), _key_data(k_gif, 40)])
+    keys = _key_data(key, len(rows))
     drawn = as_images(batched(functools.partial(fns.reconstruct, params), rows, keys))
     many = drawn[:100, -1].reshape(10, 10, *shape)  # [10 draws, 10 images, H, W, C]
     canvases = drawn[100:110]  # [10, t, H, W, C]
