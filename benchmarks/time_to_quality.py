@@ -121,8 +121,11 @@ def train(spec: str, workdir: str, seed: str, common: list[str], every: int,
         'import sys; from ml_collections import config_flags; from absl import flags; '
         "d = config_flags.DEFINE_config_file('config'); flags.FLAGS(sys.argv); "
         'print(d.value.train.num_steps)'), f'--config={config}', *flags_, *common]
-    num_steps = int(subprocess.run(probe, capture_output=True, text=True, check=True,
-                                   cwd=ROOT).stdout.split()[-1])
+    proc = subprocess.run(probe, capture_output=True, text=True, check=False, cwd=ROOT)
+    if proc.returncode:
+        last = (proc.stderr.strip().splitlines() or ['no output'])[-1]
+        sys.exit(f'time_to_quality.py: --run={spec!r}: {last}')
+    num_steps = int(proc.stdout.split()[-1])
     marks = tuple(range(every, num_steps + 1, every))
     cmd = [sys.executable, os.path.join(ROOT, 'launch.py'), f'--config={config}',
            f'--workdir={workdir}', f'--config.seed={seed}', *flags_, *common,
