@@ -78,11 +78,13 @@ def summarise(runs: dict, thresholds: list[float]) -> dict:
     """Per run: each seed's crossing times and final metrics, and their means."""
     out = {}
     for name, seeds in runs.items():
-        crossings = {str(t): [first_below(c, t) for c, _ in seeds.values()] for t in thresholds}
-        finals = {k: [r.get(k) for _, r in seeds.values()] for k in _SHOW}
+        per_seed = {s: {'curve': c, 'crossings': {str(t): first_below(c, t) for t in thresholds},
+                        'final': {k: r.get(k) for k in _SHOW}} for s, (c, r) in seeds.items()}
+        crossings = {str(t): [v['crossings'][str(t)] for v in per_seed.values()]
+                     for t in thresholds}
+        finals = {k: [v['final'][k] for v in per_seed.values()] for k in _SHOW}
         out[name] = {
-            'seeds': {s: {'curve': c, 'crossings': {str(t): first_below(c, t) for t in thresholds},
-                          'final': {k: r.get(k) for k in _SHOW}} for s, (c, r) in seeds.items()},
+            'seeds': per_seed,
             'crossing_mean': {t: (float(np.mean(v)) if all(x is not None for x in v) else None)
                               for t, v in crossings.items()},
             'final_mean': {k: float(np.mean(v)) for k, v in finals.items()

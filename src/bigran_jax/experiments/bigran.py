@@ -239,8 +239,10 @@ class Jitted:
     decode: Callable
 
 
+@functools.lru_cache(maxsize=8)
 def jitted(net: BiGRAN) -> Jitted:
-    """`net`'s functions for evaluation (`Jitted`)."""
+    """`net`'s functions for evaluation (`Jitted`), made once per network (a frozen dataclass:
+    equal configs give equal networks), so every snapshot of a run reuses one compiled sampler."""
     return Jitted(
         sample=jax.jit(lambda p, k: net.sample(p, 1000, k)),
         reconstruct=jax.jit(jax.vmap(
@@ -382,11 +384,12 @@ def evaluate(params, config, mnist, key, workdir) -> tuple[dict, list, str]:
     judged = clf.predict(np.concatenate([sampled[:n].swapaxes(0, 1).reshape(-1, *shape),
                                          canvases.swapaxes(0, 1).reshape(-1, *shape), from_mu,
                                          classifier_lib.to_nhwc(mnist.test_images, shape)]))
-    probs, feats = (np.split(a, [2 * t * n, (2 * t + 1) * n]) for a in judged)
-    sample_probs, sample_feats = (a[:t * n].reshape(t, n, -1) for a in (probs[0], feats[0]))
-    rec_probs, rec_feats = (a[t * n:].reshape(t, n, -1) for a in (probs[0], feats[0]))
-    features_ref = feats[2]
-    probs_test = probs[2][ids]
+    probs, feats = judged
+    steps_of = lambda a, start: a[start:start + t * n].reshape(t, n, -1)  # [t, n, ...]
+    sample_probs, sample_feats = steps_of(probs, 0), steps_of(feats, 0)
+    rec_probs, rec_feats = steps_of(probs, t * n), steps_of(feats, t * n)
+    probs_mu = probs[2 * t * n:(2 * t + 1) * n]
+    probs_test, features_ref = probs[(2 * t + 1) * n:][ids], feats[(2 * t + 1) * n:]
     results = {**metrics.judged_metrics(sample_probs[-1], sample_feats[-1], features_ref),
                **common.judge_fields(clf)}
     pred_rec = rec_probs[-1].argmax(-1)
@@ -398,7 +401,7 @@ def evaluate(params, config, mnist, key, workdir) -> tuple[dict, list, str]:
     # How much each step's canvas looks like MNIST: it should fall as the canvas sharpens.
     step_frechet = [metrics.frechet_distance(f, features_ref) for f in rec_feats]
     sample_step_frechet = [metrics.frechet_distance(f, features_ref) for f in sample_feats]
-    pred_mu = probs[1].argmax(-1)
+    pred_mu = probs_mu.argmax(-1)
     # 1-NN classification of the test set by the training set, on the encoder's means and on the
     # layer before them (BiGAN's code reports both: NNC_e and NNC_e-).
     train_x = mnist.train_images.reshape(-1, size).astype(np.float32) / 255.0
