@@ -76,6 +76,9 @@ def get_config(variant: str = 'default'):
     # A learned initial canvas, one logit per pixel starting at this value (0: none, the paper's
     # canvas starts at logit 0); with a write window it sets the background (models.Decoder).
     c.model.canvas_bias = 0.0
+    # Learn where the decoder starts, as DRAW does: its initial canvas (starting at canvas_bias)
+    # and its LSTM's initial state (False: the paper's, zeros; models.Decoder).
+    c.model.learned_start = False
     # Minibatch discrimination (Salimans et al. 2016) in the discriminator: this many kernels
     # compare each step's joint features across the batch (0: none, the paper's discriminator).
     c.model.d_minibatch = 0

@@ -19,7 +19,7 @@ from bigran_jax.config import ConfigError, validate
 from bigran_jax.experiments import bigran
 
 KEY = jax.random.key(0)
-NEW_KEYS = ('read_n', 'write_n', 'read_steer', 'canvas_bias')
+NEW_KEYS = ('read_n', 'write_n', 'read_steer', 'canvas_bias', 'learned_start')
 # configs/bigran.py's default BiGRAN before the attention keys existed: encoder 473,906,
 # decoder 809,744, discriminator 393,089 parameters.
 DEFAULT_PARAMETERS = 1_676_739

@@ -2,6 +2,7 @@
 and the decoder alone, learning on a tiny fixed problem, and the training loop end to end."""
 
 import json
+import zlib
 
 import draw as draw_config  # noqa: E402
 import jax
@@ -54,14 +55,35 @@ def test_nll_is_the_bernoulli_log_likelihood_of_the_final_canvas():
     assert np.isfinite(wrong).all() and float(wrong[0]) == pytest.approx(78400, rel=1e-6)
 
 
-@pytest.mark.parametrize('attention', [False, True])
-def test_samples_and_reconstructions_come_from_one_decoder(attention):
+def _randomise_start(params, key):
+    """`params` with every learned start ('cell0', 'hidden0', 'canvas0') set to random values,
+    so that a pass which ignored one would differ."""
+    def visit(path, v):
+        name = getattr(path[-1], 'key', None)
+        if name in ('cell0', 'hidden0', 'canvas0'):
+            seed = zlib.crc32(jax.tree_util.keystr(path).encode())  # each its own values
+            return jax.random.normal(jax.random.fold_in(key, seed), v.shape)
+        return v
+    return jax.tree_util.tree_map_with_path(visit, params)
+
+
+@pytest.mark.parametrize('attention, start', [(False, False), (True, False), (False, True),
+                                              (True, True)])
+def test_samples_and_reconstructions_come_from_one_decoder(attention, start):
     """The canvas drawn inside the interleaved scan is the decoder's on the same latents: the
-    generative model and the inference pass share the decoder's weights."""
-    c = tiny(**(dict(read_n=2, write_n=3) if attention else {}))
+    generative model and the inference pass share the decoder's weights, its learned start
+    (initial canvas and LSTM state) included."""
+    c = tiny(**(dict(read_n=2, write_n=3) if attention else {}),
+             **(dict(learned_start=True, canvas_bias=-2.0) if start else {}))
     net = draw.model(c)
     params = net.init(KEY)
     assert params['d'] == {} and 'decoder' not in params['g']['encoder']['draw']
+    learned = {'cell0', 'hidden0', 'canvas0'}
+    assert (learned <= set(params['g']['decoder'])) == start
+    assert ({'cell0', 'hidden0'} <= set(params['g']['encoder']['draw'])) == start
+    if start:
+        assert float(params['g']['decoder']['canvas0'][0]) == -2.0
+        params = _randomise_start(params, jax.random.key(5))
     x = np.asarray(jax.random.bernoulli(jax.random.key(1), 0.3, (4, 784)), np.float32)
     z = net.encode(params, x, jax.random.key(2))[0]
     np.testing.assert_allclose(net.reconstruct(params, x, jax.random.key(2)),
@@ -83,6 +105,35 @@ def test_samples_and_reconstructions_come_from_one_decoder(attention):
         net.decode(params, np.zeros((2, 784)))
     with pytest.raises(TypeError, match='key: expected a PRNG key'):
         net.encode(params, x, 0)
+
+
+def test_a_learned_start_at_its_initial_values_is_the_model_without_one():
+    """`model.learned_start` adds the start's parameters (zero states, a canvas at canvas_bias
+    = 0) and nothing else: at initialisation the function is the model's without them, and the
+    encoder's and the decoder's learned starts each change it once they move."""
+    x = np.asarray(jax.random.bernoulli(jax.random.key(1), 0.3, (3, 784)), np.float32)
+    plain, learned = draw.model(tiny(read_n=2, write_n=3)), draw.model(
+        tiny(read_n=2, write_n=3, learned_start=True))
+    p_plain, p_learned = plain.init(KEY), learned.init(KEY)
+    strip = lambda tree: {k: strip(v) if isinstance(v, dict) else v for k, v in tree.items()
+                          if k not in ('cell0', 'hidden0', 'canvas0')}
+    assert jax.tree.map(np.shape, strip(p_learned)) == jax.tree.map(np.shape, p_plain)
+    p_learned = jax.tree.map(lambda a, b: b, strip(p_learned), p_plain)  # the same weights
+    p_learned = {'d': {}, 'g': {'encoder': {**p_learned['g']['encoder'], 'draw': {
+        **p_learned['g']['encoder']['draw'], **{k: jnp.zeros(8) for k in ('cell0', 'hidden0')}}},
+        'decoder': {**p_learned['g']['decoder'], 'canvas0': jnp.zeros(784),
+                    **{k: jnp.zeros(8) for k in ('cell0', 'hidden0')}}}}
+    eps = jax.random.normal(jax.random.key(2), (3, 3, 4))
+    base = plain.infer(p_plain['g'], x, eps)
+    same = learned.infer(p_learned['g'], x, eps)
+    for key in ('z', 'logits'):
+        np.testing.assert_allclose(same[key], base[key], atol=1e-6)
+    np.testing.assert_allclose(learned.decode(p_learned, base['z']),
+                               plain.decode(p_plain, base['z']), atol=1e-6)
+    for part in ('encoder', 'decoder'):
+        moved = _randomise_start({'g': {part: p_learned['g'][part]}}, jax.random.key(3))['g']
+        out = learned.infer({**p_learned['g'], **moved}, x, eps)
+        assert not np.allclose(out['z'], base['z'], atol=1e-3), part
 
 
 def test_bound_falls_on_sixteen_fixed_digits():
@@ -146,6 +197,7 @@ def test_end_to_end_writes_the_bound_and_the_judges_metrics(tmp_path, mnist_dir,
     ('model.read_n', -1, 'model.read_n=-1: must be an int >= 0'),
     ('model.write_n', -2, 'model.write_n=-2: must be an int >= 0'),
     ('model.t', 0, 'model.t=0: must be an int >= 1'),
+    ('model.learned_start', None, 'model.learned_start=None: must be True or False'),
 ])
 def test_bad_values_are_one_line_config_errors(key, value, message):
     c = draw_config.get_config('tiny')

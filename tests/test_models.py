@@ -265,3 +265,30 @@ def test_minibatch_features_are_salimans_l1_kernels():
                       for b in range(3)] for i in range(5)])
     np.testing.assert_allclose(out[:, :6], f, rtol=1e-6)
     np.testing.assert_allclose(out[:, 6:], want, rtol=1e-5)
+
+
+def test_a_decoders_learned_start_is_where_its_steps_begin():
+    """`Decoder(learned_start=True)`: the canvas after each step is sigmoid(c_0 + the updates so
+    far) with the LSTM started from the learned (cell0, hidden0), step for step what
+    `DecoderStep` (which DRAW's interleaved scan runs on the same parameters) draws from that
+    start; at initialisation (zero states, c_0 = canvas_bias) the decoder without it."""
+    z = jax.random.normal(jax.random.key(1), (3, 4, 5))
+    kw = dict(hidden=8, mlp=16, canvas_bias=-1.5)
+    learned, plain = models.Decoder(**kw, learned_start=True), models.Decoder(**kw)
+    p = learned.init(jax.random.key(0), z)['params']
+    assert float(p['canvas0'][0]) == -1.5 and not p['cell0'].any() and not p['hidden0'].any()
+    p_plain = {k: v for k, v in p.items() if k not in ('cell0', 'hidden0')}
+    np.testing.assert_array_equal(learned.apply({'params': p}, z),
+                                  plain.apply({'params': p_plain}, z))
+    p = {**p, 'cell0': jnp.linspace(-1, 1, 8), 'hidden0': jnp.linspace(0.5, -0.5, 8),
+         'canvas0': jnp.linspace(-2, 2, 784)}
+    step = models.DecoderStep(hidden=8, mlp=16, canvas_bias=-1.5, learned_start=True)
+    carry, canvas = step.apply({'params': p}, None, z[:, 0], start=True)
+    expected = []
+    for s in range(4):
+        carry, (update, _) = step.apply({'params': p}, carry, z[:, s])
+        canvas = canvas + update
+        expected.append(jax.nn.sigmoid(canvas))
+    got = learned.apply({'params': p}, z)
+    np.testing.assert_allclose(got, jnp.stack(expected, 1), atol=1e-5)
+    assert not np.allclose(got, plain.apply({'params': p_plain}, z), atol=1e-3)

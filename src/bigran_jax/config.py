@@ -312,6 +312,9 @@ def _check_attention(config, need) -> None:
         need(isinstance(bias, int | float) and not isinstance(bias, bool)
              and math.isfinite(bias), 'model.canvas_bias',
              'must be a finite number (0: no learned initial canvas)')
+    if 'learned_start' in model:
+        need(isinstance(model.learned_start, bool), 'model.learned_start',
+             'must be True or False (learn the decoder\'s initial canvas and states)')
 
 
 def _check_draw(config, need) -> None:

@@ -124,6 +124,20 @@ def _zeros(x, features: int):
     return jnp.zeros_like(x[:, :1]) + jnp.zeros((1, features), x.dtype)
 
 
+def _learned_state(module: nn.Module, like, features: int):
+    """A learned initial LSTM state, `(cell, hidden)` each `[B, features]` (B of `like`), from the
+    parameters 'cell0' and 'hidden0' of `module` (zeros at initialisation). Called inside a compact
+    method: the parameters belong to `module` (`Decoder`, `DecoderStep`, `DrawStep`)."""
+    return tuple(_zeros(like, features) + module.param(name, nn.initializers.zeros, (features,))
+                 for name in ('cell0', 'hidden0'))
+
+
+def _learned_canvas(module: nn.Module, like, pixels: int, bias: float):
+    """A learned initial canvas c_0, `[B, pixels]` logits (B of `like`), from the parameter
+    'canvas0' of `module`, every logit `bias` at initialisation."""
+    return _zeros(like, pixels) + module.param('canvas0', nn.initializers.constant(bias), (pixels,))
+
+
 class _Cell(nn.Module):
     """One step of `LSTM` on an input that changes with the state (a glimpse steered by the state,
     a latent drawn at this step): the same parameters (`ih`, `step`) and the same function, with
@@ -196,8 +210,14 @@ class DecoderStep(nn.Module):
     """One step of `Decoder`: `(c, h), z_t -> (c, h), (canvas update [B, H * W * C], write window)`.
 
     Its parameters have the structure of a `Decoder`'s with the same attributes (`LSTM_0`, the
-    ReLU layers, `out` or `write`), so a decoder's parameters can run it step by step: DRAW's
-    interleaved step (`DrawStep`) runs the decoder this way.
+    ReLU layers, `out` or `write`; and `canvas0`, `cell0`, `hidden0` for a learned start, which
+    only a `start=True` call creates, as `DrawStep` makes one), so a decoder's parameters can run
+    it step by step: DRAW's interleaved step (`DrawStep`) runs the decoder this way.
+
+    Called with `start=True` (and any `[B, ...]` array for `z`) it returns the decoder's learned
+    start instead, `(state or None, canvas logits or None)`: the `Decoder`'s initial LSTM state
+    (`learned_start`) and initial canvas (`learned_start` or `canvas_bias`), None where it starts
+    at zeros.
     """
 
     hidden: int = 128
@@ -206,9 +226,16 @@ class DecoderStep(nn.Module):
     mlp_layers: int = 1
     write_n: int = 0
     image_shape: tuple[int, int, int] = MNIST_SHAPE
+    canvas_bias: float = 0.0
+    learned_start: bool = False
 
     @nn.compact
-    def __call__(self, carry, z):
+    def __call__(self, carry, z, start: bool = False):
+        if start:
+            state = _learned_state(self, z, self.hidden) if self.learned_start else None
+            canvas = (_learned_canvas(self, z, int(np.prod(self.image_shape)), self.canvas_bias)
+                      if self.learned_start or self.canvas_bias else None)
+            return state, canvas
         carry, h = _Cell(self.hidden, self.numerics, name='LSTM_0')(carry, z)
         update, win = _stroke(h, mlp=self.mlp, mlp_layers=self.mlp_layers, write_n=self.write_n,
                               numerics=self.numerics, image_shape=self.image_shape)
@@ -229,8 +256,12 @@ class DrawStep(nn.Module):
     The decoder's half is a `DecoderStep` named 'decoder' (a `Decoder`'s parameters fit it).
 
     Carry: `((c, h) of the encoder, (c, h) of the decoder, canvas logits [B, H * W * C])`, zeros at
-    the start. Per step in: eps_t `[B, latent]`; out: a dict of `z`, `mu`, `logvar`, `features`
-    (h_enc_t), `canvas` (the logits c_t) and, with attention, `read_window` / `write_window`.
+    the start. Per step in: eps_t `[B, latent]`, the image, and, with a learned start
+    (`learned_start` or `canvas_bias`), `first` (True at step 1 only): at step 1 the carry is
+    replaced by the learned start, the decoder's (`DecoderStep` with `start=True`) and, with
+    `learned_start`, the encoder's own initial state (parameters 'cell0', 'hidden0'). Out: a dict
+    of `z`, `mu`, `logvar`, `features` (h_enc_t), `canvas` (the logits c_t) and, with attention,
+    `read_window` / `write_window`.
     """
 
     latent: int = 25
@@ -242,10 +273,21 @@ class DrawStep(nn.Module):
     decoder_layers: int = 1
     write_n: int = 0
     image_shape: tuple[int, int, int] = MNIST_SHAPE
+    canvas_bias: float = 0.0
+    learned_start: bool = False
 
     @nn.compact
-    def __call__(self, carry, eps, x):
+    def __call__(self, carry, eps, x, first=None):
         enc, dec, canvas = carry
+        decoder = DecoderStep(
+            self.decoder_hidden, self.numerics, self.decoder_mlp, self.decoder_layers,
+            self.write_n, self.image_shape, self.canvas_bias, self.learned_start, name='decoder')
+        if first is not None:
+            dec0, canvas0 = decoder(None, x, start=True)
+            enc0 = _learned_state(self, x, self.hidden) if self.learned_start else None
+            pick = lambda start, now: now if start is None else jax.tree.map(
+                lambda a, b: jnp.where(first, a, b), start, now)
+            enc, dec, canvas = pick(enc0, enc), pick(dec0, dec), pick(canvas0, canvas)
         h_dec = dec[1]
         x_hat = x - nn.sigmoid(canvas)
         out = {}
@@ -260,9 +302,7 @@ class DrawStep(nn.Module):
         mu = nn.Dense(self.latent, kernel_init=init, name='mu')(h_enc)
         logvar = nn.Dense(self.latent, kernel_init=init, name='logvar')(h_enc)
         z = mu + jnp.exp(0.5 * logvar) * eps
-        dec, (update, write_win) = DecoderStep(
-            self.decoder_hidden, self.numerics, self.decoder_mlp, self.decoder_layers,
-            self.write_n, self.image_shape, name='decoder')(dec, z)
+        dec, (update, write_win) = decoder(dec, z)
         canvas = canvas + update
         if write_win is not None:
             out['write_window'] = write_win
@@ -320,8 +360,10 @@ class Encoder(nn.Module):
       numerics: 'flax' or 'keras1' initialisers and gates (see `bigran_jax.recurrent`).
       read_n: N of the N x N glimpse read per step (0: the whole image, the paper's).
       read_steer: one of `READ_STEERS`, 'own' or 'decoder' (above).
-      decoder_hidden, decoder_mlp, decoder_layers, write_n: the interleaved decoder's `Decoder`
-        attributes (`hidden`, `mlp`, `mlp_layers`, `write_n`), with `read_steer='decoder'` only.
+      decoder_hidden, decoder_mlp, decoder_layers, write_n, canvas_bias, learned_start: the
+        interleaved decoder's `Decoder` attributes (`hidden`, `mlp`, `mlp_layers`, `write_n`,
+        `canvas_bias`, `learned_start`), with `read_steer='decoder'` only; there
+        `learned_start` also learns the encoder's initial state (`DrawStep`).
       image_shape: (H, W, C) of the images, which arrive flattened (attention reads them whole).
     """
 
@@ -337,6 +379,8 @@ class Encoder(nn.Module):
     decoder_layers: int = 1
     write_n: int = 0
     image_shape: tuple[int, int, int] = MNIST_SHAPE
+    canvas_bias: float = 0.0
+    learned_start: bool = False
 
     @nn.compact
     def __call__(self, x, eps):
@@ -378,14 +422,19 @@ class Encoder(nn.Module):
 
     def _interleaved(self, x, eps):
         """`read_steer='decoder'`: DRAW's interleaved scan (`DrawStep`)."""
+        # With a learned start, a flag per step (True at the first) tells `DrawStep` to start
+        # from it; without one the scan and its inputs are as they always were.
+        learned = bool(self.learned_start or self.canvas_bias)
+        in_axes = (1, nn.broadcast, 0) if learned else (1, nn.broadcast)
         scan = nn.scan(DrawStep, variable_broadcast='params', split_rngs={'params': False},
-                       in_axes=(1, nn.broadcast), out_axes=1, unroll=self.unroll)
+                       in_axes=in_axes, out_axes=1, unroll=self.unroll)
         step = scan(self.latent, self.hidden, self.read_n, self.numerics, self.decoder_hidden,
                     self.decoder_mlp, self.decoder_layers, self.write_n, self.image_shape,
-                    name='draw')
+                    self.canvas_bias, self.learned_start, name='draw')
         enc = (_zeros(x, self.hidden),) * 2
         dec = (_zeros(x, self.decoder_hidden),) * 2
-        _, out = step((enc, dec, jnp.zeros_like(x)), eps, x)
+        first = (jnp.arange(eps.shape[1]) == 0,) if learned else ()
+        _, out = step((enc, dec, jnp.zeros_like(x)), eps, x, *first)
         self.sow('intermediates', 'features', out['features'])
         self.sow('intermediates', 'canvas', out['canvas'])
         for name in ('read_window', 'write_window'):
@@ -418,6 +467,10 @@ class Decoder(nn.Module):
         at this value (-3: sigmoid 0.05, a dark background). A patch written through a window
         leaves every pixel outside it at c_0, so without one the first steps' canvases are
         grey wherever nothing was written yet.
+      learned_start: learn where the decoder starts, as DRAW's paper does: the initial canvas
+        c_0 (as above, starting at `canvas_bias`, which may then be 0) and the LSTM's initial
+        state (params 'cell0', 'hidden0', starting at zeros). False: the canvas is learned only
+        when `canvas_bias` is not 0, and the LSTM starts from zeros.
     """
 
     hidden: int = 128
@@ -428,20 +481,22 @@ class Decoder(nn.Module):
     write_n: int = 0
     image_shape: tuple[int, int, int] = MNIST_SHAPE
     canvas_bias: float = 0.0
+    learned_start: bool = False
 
     @nn.compact
     def __call__(self, z):
         """`z`: `[B, t, latent]` -> canvases `[B, t, H * W * C]` in [0, 1], the image after each
         step."""
-        h = LSTM(self.hidden, unroll=self.unroll, numerics=self.numerics)(z)
+        initial = _learned_state(self, z[:, 0], self.hidden) if self.learned_start else None
+        h = LSTM(self.hidden, unroll=self.unroll, numerics=self.numerics)(z, initial=initial)
         update, win = _stroke(h, mlp=self.mlp, mlp_layers=self.mlp_layers, write_n=self.write_n,
                               numerics=self.numerics, image_shape=self.image_shape)
         if win is not None:
             self.sow('intermediates', 'write_window', win)
         canvas = jnp.cumsum(update, axis=1)
-        if self.canvas_bias:
-            canvas = canvas + self.param('canvas0', nn.initializers.constant(self.canvas_bias),
-                                         (canvas.shape[-1],))
+        if self.learned_start or self.canvas_bias:  # c_0 + the updates so far
+            canvas = canvas + _learned_canvas(self, z[:, 0], canvas.shape[-1],
+                                              self.canvas_bias)[:, None]
         return nn.sigmoid(canvas)
 
 

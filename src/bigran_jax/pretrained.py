@@ -35,7 +35,7 @@ from bigran_jax.util import atomic_write
 PACKAGE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'pretrained_weights')
 MODEL_FIELDS = ('latent', 't', 'hidden', 'k', 'dropout', 'lstm_dropout', 'unroll', 'numerics',
                 'decoder_mlp', 'decoder_layers', 'd_minibatch', 'd_hidden', 'd_joint', 'read_n',
-                'write_n', 'read_steer')
+                'write_n', 'read_steer', 'canvas_bias', 'learned_start')
 # The probe behind the recorded reference values: the first PROBE_IMAGES test images of the
 # embedded subset, and PROBE_SAMPLES prior samples from PROBE_KEY.
 PROBE_IMAGES, PROBE_SAMPLES, PROBE_KEY = 16, 16, 0

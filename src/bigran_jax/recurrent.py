@@ -140,7 +140,8 @@ class LSTM(nn.Module):
     numerics: str = 'flax'
 
     @nn.compact
-    def __call__(self, xs, *, length: int | None = None, deterministic: bool = True):
+    def __call__(self, xs, *, length: int | None = None, deterministic: bool = True,
+                 initial=None):
         """Runs the LSTM.
 
         Args:
@@ -148,6 +149,8 @@ class LSTM(nn.Module):
             `length` steps, projected once.
           length: number of steps when `xs` is one input repeated.
           deterministic: disables dropout.
+          initial: the state before the first step, `(cell, hidden)`, each `[batch, features]`
+            (None: zeros).
 
         Returns:
           `[batch, time, features]`, the hidden state after every step.
@@ -194,5 +197,6 @@ class LSTM(nn.Module):
         # zeros_like (not zeros) so the carry has the inputs' type under shard_map (varying
         # over the device axis), as scan requires of a carry.
         zeros = jnp.zeros_like(gates_x[:, 0, :self.features])
-        _, hs = scan(self.features, self.numerics, name='step')((zeros, zeros), gates_x, h_mask)
+        carry = (zeros, zeros) if initial is None else tuple(zeros + v for v in initial)
+        _, hs = scan(self.features, self.numerics, name='step')(carry, gates_x, h_mask)
         return hs

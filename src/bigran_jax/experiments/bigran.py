@@ -189,15 +189,16 @@ def model(config) -> BiGRAN:
     # of it. With read_steer 'decoder' the encoder runs its own copy of this decoder, interleaved.
     write_n = m.get('write_n', 0)
     shape = common.image_shape(config)
+    start = common.learned_start(config)
     return BiGRAN(
         encoder=Encoder(latent=m.latent, t=m.t, hidden=m.hidden, unroll=m.unroll,
                         numerics=m.numerics, read_n=m.get('read_n', 0),
                         read_steer=m.get('read_steer', 'own'), decoder_hidden=m.hidden,
                         decoder_mlp=m.decoder_mlp, decoder_layers=m.decoder_layers,
-                        write_n=write_n, image_shape=shape),
+                        write_n=write_n, image_shape=shape, **start),
         decoder=Decoder(hidden=m.hidden, unroll=m.unroll, numerics=m.numerics,
                         mlp=m.decoder_mlp, mlp_layers=m.decoder_layers, write_n=write_n,
-                        image_shape=shape, canvas_bias=m.get('canvas_bias', 0.0)),
+                        image_shape=shape, **start),
         discriminator=JointDiscriminator(k=m.k, hidden=m.d_hidden, dropout=m.dropout,
                                          lstm_dropout=m.lstm_dropout, unroll=m.unroll,
                                          numerics=m.numerics, minibatch=m.d_minibatch,

@@ -24,6 +24,15 @@ def image_shape(config) -> tuple[int, int, int]:
     return cast(tuple[int, int, int], tuple(int(n) for n in data.get('image_shape', MNIST_SHAPE)))
 
 
+def learned_start(config) -> dict:
+    """The decoder's start (`models.Decoder`'s `canvas_bias` and `learned_start`, which DRAW's
+    interleaved encoder shares) from `config.model`; zero and False, a canvas and states starting
+    at zeros, for a config that predates the keys."""
+    m = config.model
+    return {'canvas_bias': float(m.get('canvas_bias', 0.0)),
+            'learned_start': bool(m.get('learned_start', False))}
+
+
 def judge(config, mnist) -> classifier_lib.Classifier:
     """The judge `config.eval.classifier` names: '' the shipped MNIST judge for MNIST and one
     trained on the run's data for any other dataset, 'train' one trained on the run's data (cached

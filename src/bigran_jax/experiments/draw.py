@@ -207,12 +207,13 @@ def model(config) -> DRAW:
     """The networks `config.model` describes, with their public functions."""
     m = config.model
     shape = common.image_shape(config)
+    start = common.learned_start(config)
     return DRAW(
         encoder=Encoder(latent=m.latent, t=m.t, hidden=m.hidden, unroll=m.unroll,
                         numerics=m.numerics, read_n=m.read_n, read_steer='decoder',
-                        decoder_hidden=m.hidden, write_n=m.write_n, image_shape=shape),
+                        decoder_hidden=m.hidden, write_n=m.write_n, image_shape=shape, **start),
         decoder=Decoder(hidden=m.hidden, unroll=m.unroll, numerics=m.numerics,
-                        write_n=m.write_n, image_shape=shape))
+                        write_n=m.write_n, image_shape=shape, **start))
 
 
 def binarize(key, images) -> jax.Array:
