@@ -1,27 +1,19 @@
 """BiGRAN on MNIST (paper section 4, docs/reference_notes.md section 3).
 
   python launch.py --config=configs/bigran.py --workdir=runs/bigran              # default
-  python launch.py --config=configs/bigran.py:recurrent --workdir=runs/bigran_t4
   python launch.py --config=configs/bigran.py:reference --workdir=runs/bigran_ref
 
-Variants (`configs/bigran.py:NAME`); every one keeps the paper's sizes (m = 25, hidden 128,
-k = 4, LSTM dropout 0.5) and, where it says nothing else, its t = 4 steps:
+Variants (`configs/bigran.py:NAME`); every one keeps the paper's sizes (m = 25, t = 4, hidden
+128, k = 4, LSTM dropout 0.5):
 
-- 'recurrent': the paper's recurrent BiGRAN (t = 4) trained with BiGAN's optimiser schedule
-  (Donahue et al. 2017: Adam 2e-4, b1 0.5, one D update per E+G update, no decay) with two
-  fidelity terms beside the adversarial loss, ALICE's cycle `0.1 * ||x - G(E(x))||^2` and
-  `0.01 * KL(q(z | x) || N(0, I))`; two 512-unit ReLU layers before each decoder step's output;
-  each step's adversarial term weighted s / t, so the late canvases count more; no dropout in the
-  discriminator's image MLP (the paper: 0.5); 40,000 iterations (see docs/bigran.md for the
-  ablation). The default up to 0.2.0; the shipped pretrained model is this one.
-- default: 'recurrent' at t = 1 (the same networks run one step: a one-step BiGAN), both learning
-  rates doubled to 4e-4, E and G's moving average (`train.g_ema = 0.999`) evaluated, 60,000
-  iterations. It reaches FD 10.5 in about a third of 'recurrent''s training time and ends below
-  it (docs/performance.md, "Time to quality"); per iteration the recurrence still helps
-  (docs/bigran.md, "Does the recurrence help?"), and 'recurrent' is the model whose canvas
-  sharpens step by step and whose encoder is the better for 1-NN.
+- default: BiGAN's optimiser schedule (Donahue et al. 2017: Adam 2e-4, b1 0.5, one D update per
+  E+G update, no decay) with two fidelity terms beside the adversarial loss, ALICE's cycle
+  `0.1 * ||x - G(E(x))||^2` and `0.01 * KL(q(z | x) || N(0, I))`; two 512-unit ReLU layers
+  before each decoder step's output; each step's adversarial term weighted s / t, so the late
+  canvases count more; no dropout in the discriminator's image MLP (the paper: 0.5); 40,000
+  iterations (see docs/bigran.md for the ablation).
 - 'bigan': the paper's model (its decoder, its dropout) and adversarial objective alone, under
-  the same schedule as 'recurrent', 10,000 iterations.
+  the same schedule, 10,000 iterations.
 - 'adversarial': 'bigan' with R1 on the real image (`train.r1 = 1`, `train.r1_on = 'image'`) and
   a moving average of E and G for evaluation (`train.g_ema = 0.999`), 80,000 iterations: the
   objective is still the paper's alone (docs/bigran.md, finding 9).
@@ -31,27 +23,28 @@ k = 4, LSTM dropout 0.5) and, where it says nothing else, its t = 4 steps:
 - 'keras1': 'reference' with the numerics the paper's code inherited from Keras 1
   (`model.numerics = 'keras1'`: glorot / orthogonal kernels per gate, hard_sigmoid gates, one
   dropout mask per gate, clipped cross-entropy).
-- 'attention': 'recurrent' with DRAW's attention (Gregor et al. 2015) on the canvas: the decoder
+- 'attention': the default with DRAW's attention (Gregor et al. 2015) on the canvas: the decoder
   writes a 5 x 5 patch per step through a window (DRAW's MNIST write) onto a learned dark
-  background, over t = 8 steps instead of 4 (DRAW uses 64; 8 keeps 'recurrent''s wall time). The
+  background, over t = 8 steps instead of 4 (DRAW uses 64; 8 keeps the default's wall time). The
   encoder reads the whole image each step: DRAW's 2 x 2 glimpse (`model.read_n = 2`, steered by
   `model.read_steer`) starves it at t = 8 (docs/bigran.md). The attention canvases
   (`attention_samples.png` / `.gif`: each step's canvas with its write window) are among the
   evaluation's figures.
-- 'steps': does the recurrence help? 'recurrent' at t = 1, 2, 4 and 8 steps, 3 seeds each,
+- 'steps': does the recurrence help? The default at t = 1, 2, 4 and 8 steps, 3 seeds each,
   10,000 iterations, members one after another (docs/bigran.md, "Does the recurrence help?").
   Nothing else changes with t: at t = 1 the step weights (s / t) are 1, the encoder and the
   decoder run once, and the discriminator reads one (image, latent) pair per sample: a one-step
   BiGAN with the same networks, losses and schedule.
-- 'tiny': 'recurrent' shrunk to seconds (t = 3; tests, a first smoke run).
+- 'tiny': the default shrunk to seconds (tests, a first smoke run).
 
-The paper trained 300 epochs of 1,000 iterations (its figures come from >= 120,000 iterations).
+The paper trained 300 epochs of 1,000 iterations (its figures come from >= 120,000 iterations);
+the default here is 40,000 iterations, about 30 minutes on a 2-core CPU.
 """
 
 from bigran_jax.config import base_config
 
-VARIANTS = ('default', 'recurrent', 'bigan', 'adversarial', 'reference', 'keras1', 'attention',
-            'steps', 'tiny')
+VARIANTS = ('default', 'bigan', 'adversarial', 'reference', 'keras1', 'attention', 'steps',
+            'tiny')
 
 
 def get_config(variant: str = 'default'):
@@ -125,16 +118,6 @@ def get_config(variant: str = 'default'):
     c.eval.snapshot_steps = (1000, 5000, 10_000, 20_000, 30_000, 40_000)
     c.eval.snapshot_samples = 2000  # judged at each snapshot: modes, KL, confidence, FD
 
-    if variant == 'default':
-        # One step, doubled rates and the moving average: the fastest route measured to
-        # 'recurrent''s quality (docs/performance.md, "Time to quality").
-        c.model.t = 1
-        c.train.d_lr = c.train.g_lr = 4e-4
-        c.train.g_ema = 0.999  # evaluate E and G's moving average (it does not feed back)
-        # FD 10.5 by about 40,000 iterations; the last 20,000 take it to about 8.5, all in
-        # about 55% of 'recurrent''s training time.
-        c.train.num_steps = 60_000
-        c.eval.snapshot_steps = (1000, 5000, 10_000, 20_000, 40_000, 60_000)
     if variant in ('bigan', 'adversarial', 'reference', 'keras1'):
         c.model.dropout = 0.5  # the paper's discriminator
         c.train.num_steps = 10_000

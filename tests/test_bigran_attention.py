@@ -20,7 +20,7 @@ from bigran_jax.experiments import bigran
 
 KEY = jax.random.key(0)
 NEW_KEYS = ('read_n', 'write_n', 'read_steer', 'canvas_bias', 'learned_start')
-# configs/bigran.py:recurrent (t = 4) before the attention keys existed: encoder 473,906,
+# configs/bigran.py's default BiGRAN before the attention keys existed: encoder 473,906,
 # decoder 809,744, discriminator 393,089 parameters.
 DEFAULT_PARAMETERS = 1_676_739
 
@@ -68,9 +68,8 @@ def test_defaults_are_the_model_without_attention():
         z = net.encode(params, x, KEY)[0]
         assert_same(z, net_new.encode(params, x, KEY)[0])
         assert_same(net.decode(params, z), net_new.decode(params, z))
-    for variant in ('recurrent', 'default'):  # the networks' size does not depend on t
-        net = bigran.model(bigran_config.get_config(variant))
-        assert count(jax.eval_shape(net.init, KEY)) == DEFAULT_PARAMETERS, variant
+    default = bigran.model(bigran_config.get_config())
+    assert count(jax.eval_shape(default.init, KEY)) == DEFAULT_PARAMETERS
 
 
 def test_windows_are_sown_and_steered_by_the_state_before():
@@ -170,12 +169,12 @@ def test_bad_attention_values_are_one_line_config_errors(key, value, message):
     assert '\n' not in str(error.value)
 
 
-def test_attention_variant_is_drawn_from_the_recurrent_model():
+def test_attention_variant_is_drawn_from_the_default():
     c = bigran_config.get_config('attention')
     validate(c)
     validate(without_new_keys(bigran_config.get_config('tiny')))  # an older config.json
     assert (c.model.read_n, c.model.write_n, c.model.canvas_bias, c.model.t) == (0, 5, -3.0, 8)
-    default = bigran_config.get_config('recurrent')
+    default = bigran_config.get_config()
     for key in ('write_n', 'canvas_bias', 't', 'unroll'):
         c.model[key] = default.model[key]
     assert c.model.to_dict() == default.model.to_dict()
