@@ -234,6 +234,14 @@ def test_unknown_config_key_on_the_command_line_is_a_clear_error(tmp_path):
 
 def test_bigran_variants_change_what_they_say():
     default, bigan = bigran_config.get_config(), bigran_config.get_config('bigan')
+    # 'fast' = the default at t = 1 with doubled rates and the moving average, 60,000 iterations
+    fast = bigran_config.get_config('fast')
+    assert (fast.model.t, fast.train.d_lr, fast.train.g_lr, fast.train.g_ema) == (
+        1, 4e-4, 4e-4, 0.999)
+    assert fast.train.num_steps == 60_000
+    fast.model.t, fast.train.d_lr, fast.train.g_lr, fast.train.g_ema = 4, 2e-4, 2e-4, 0.0
+    fast.train.num_steps, fast.eval.snapshot_steps = 40_000, default.eval.snapshot_steps
+    assert fast.to_dict() == default.to_dict()
     ref, keras1 = bigran_config.get_config('reference'), bigran_config.get_config('keras1')
     assert bigran_config.get_config('bigan').model.to_dict() == ref.model.to_dict()
     assert (default.model.decoder_mlp, bigan.model.decoder_mlp) == (512, 0)
