@@ -283,7 +283,8 @@ def test_a_decoders_learned_start_is_where_its_steps_begin():
     p = {**p, 'cell0': jnp.linspace(-1, 1, 8), 'hidden0': jnp.linspace(0.5, -0.5, 8),
          'canvas0': jnp.linspace(-2, 2, 784)}
     step = models.DecoderStep(hidden=8, mlp=16, canvas_bias=-1.5, learned_start=True)
-    carry, canvas = step.apply({'params': p}, None, z[:, 0], start=True)
+    (c0, h0), canvas = step.apply({'params': p}, None, None, start=True)
+    carry = tuple(jnp.broadcast_to(v, (3, 8)) for v in (c0, h0))
     expected = []
     for s in range(4):
         carry, (update, _) = step.apply({'params': p}, carry, z[:, s])

@@ -124,18 +124,19 @@ def _zeros(x, features: int):
     return jnp.zeros_like(x[:, :1]) + jnp.zeros((1, features), x.dtype)
 
 
-def _learned_state(module: nn.Module, like, features: int):
-    """A learned initial LSTM state, `(cell, hidden)` each `[B, features]` (B of `like`), from the
-    parameters 'cell0' and 'hidden0' of `module` (zeros at initialisation). Called inside a compact
-    method: the parameters belong to `module` (`Decoder`, `DecoderStep`, `DrawStep`)."""
-    return tuple(_zeros(like, features) + module.param(name, nn.initializers.zeros, (features,))
+def _learned_state(module: nn.Module, features: int):
+    """A learned initial LSTM state, `(cell, hidden)` each `[features]` (broadcast over the batch
+    where it is used), from the parameters 'cell0' and 'hidden0' of `module` (zeros at
+    initialisation). Called inside a compact method: the parameters belong to `module`
+    (`Decoder`, `DecoderStep`, `DrawStep`)."""
+    return tuple(module.param(name, nn.initializers.zeros, (features,))
                  for name in ('cell0', 'hidden0'))
 
 
-def _learned_canvas(module: nn.Module, like, pixels: int, bias: float):
-    """A learned initial canvas c_0, `[B, pixels]` logits (B of `like`), from the parameter
-    'canvas0' of `module`, every logit `bias` at initialisation."""
-    return _zeros(like, pixels) + module.param('canvas0', nn.initializers.constant(bias), (pixels,))
+def _learned_canvas(module: nn.Module, pixels: int, bias: float):
+    """A learned initial canvas c_0, `[pixels]` logits, from the parameter 'canvas0' of `module`,
+    every logit `bias` at initialisation."""
+    return module.param('canvas0', nn.initializers.constant(bias), (pixels,))
 
 
 class _Cell(nn.Module):
@@ -214,8 +215,8 @@ class DecoderStep(nn.Module):
     only a `start=True` call creates, as `DrawStep` makes one), so a decoder's parameters can run
     it step by step: DRAW's interleaved step (`DrawStep`) runs the decoder this way.
 
-    Called with `start=True` (and any `[B, ...]` array for `z`) it returns the decoder's learned
-    start instead, `(state or None, canvas logits or None)`: the `Decoder`'s initial LSTM state
+    Called with `start=True` (`carry` and `z` unused) it returns the decoder's learned start
+    instead, `(state or None, canvas logits or None)`, unbatched: the `Decoder`'s initial LSTM state
     (`learned_start`) and initial canvas (`learned_start` or `canvas_bias`), None where it starts
     at zeros.
     """
@@ -232,8 +233,8 @@ class DecoderStep(nn.Module):
     @nn.compact
     def __call__(self, carry, z, start: bool = False):
         if start:
-            state = _learned_state(self, z, self.hidden) if self.learned_start else None
-            canvas = (_learned_canvas(self, z, int(np.prod(self.image_shape)), self.canvas_bias)
+            state = _learned_state(self, self.hidden) if self.learned_start else None
+            canvas = (_learned_canvas(self, int(np.prod(self.image_shape)), self.canvas_bias)
                       if self.learned_start or self.canvas_bias else None)
             return state, canvas
         carry, h = _Cell(self.hidden, self.numerics, name='LSTM_0')(carry, z)
@@ -283,8 +284,8 @@ class DrawStep(nn.Module):
             self.decoder_hidden, self.numerics, self.decoder_mlp, self.decoder_layers,
             self.write_n, self.image_shape, self.canvas_bias, self.learned_start, name='decoder')
         if first is not None:
-            dec0, canvas0 = decoder(None, x, start=True)
-            enc0 = _learned_state(self, x, self.hidden) if self.learned_start else None
+            dec0, canvas0 = decoder(None, None, start=True)
+            enc0 = _learned_state(self, self.hidden) if self.learned_start else None
             pick = lambda start, now: now if start is None else jax.tree.map(
                 lambda a, b: jnp.where(first, a, b), start, now)
             enc, dec, canvas = pick(enc0, enc), pick(dec0, dec), pick(canvas0, canvas)
@@ -487,7 +488,7 @@ class Decoder(nn.Module):
     def __call__(self, z):
         """`z`: `[B, t, latent]` -> canvases `[B, t, H * W * C]` in [0, 1], the image after each
         step."""
-        initial = _learned_state(self, z[:, 0], self.hidden) if self.learned_start else None
+        initial = _learned_state(self, self.hidden) if self.learned_start else None
         h = LSTM(self.hidden, unroll=self.unroll, numerics=self.numerics)(z, initial=initial)
         update, win = _stroke(h, mlp=self.mlp, mlp_layers=self.mlp_layers, write_n=self.write_n,
                               numerics=self.numerics, image_shape=self.image_shape)
@@ -495,8 +496,7 @@ class Decoder(nn.Module):
             self.sow('intermediates', 'write_window', win)
         canvas = jnp.cumsum(update, axis=1)
         if self.learned_start or self.canvas_bias:  # c_0 + the updates so far
-            canvas = canvas + _learned_canvas(self, z[:, 0], canvas.shape[-1],
-                                              self.canvas_bias)[:, None]
+            canvas = canvas + _learned_canvas(self, canvas.shape[-1], self.canvas_bias)
         return nn.sigmoid(canvas)
 
 

@@ -150,7 +150,7 @@ class LSTM(nn.Module):
           length: number of steps when `xs` is one input repeated.
           deterministic: disables dropout.
           initial: the state before the first step, `(cell, hidden)`, each `[batch, features]`
-            (None: zeros).
+            or `[features]` for every sequence alike (None: zeros).
 
         Returns:
           `[batch, time, features]`, the hidden state after every step.
